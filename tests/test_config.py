@@ -1,0 +1,95 @@
+"""params.yaml parsing: every invalid value fails before compute with an error naming the key."""
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from elt.config import ConfigError, config_hash, load_params, parse_params
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT = yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def _with(path: str, value):
+    raw = copy.deepcopy(DEFAULT)
+    node = raw
+    keys = path.split(".")
+    for k in keys[:-1]:
+        node = node[k]
+    node[keys[-1]] = value
+    return raw
+
+
+def test_default_and_paper_params_parse():
+    p = load_params(ROOT / "params.yaml")
+    assert {g.kind for g in p.grid.values()} == {"elt", "vanilla", "unique"}
+    assert p.loops_for("small-6x1-unique") == (1,)
+    assert p.loops_for("small-2x3-elt") == tuple(DEFAULT["sample"]["loops"])
+    paper = parse_params(yaml.safe_load((ROOT / "params-imagenet256.yaml").read_text()))
+    assert paper.grid["L-8x3-elt"].N == 8 and paper.grid["L-8x3-elt"].L_max == 3
+    # Paper Appendix A: weight decay x5 for scales >= H, applied through the scale's overrides.
+    assert paper.scales["H"].overrides["weight_decay"] == pytest.approx(5 * paper.train.weight_decay)
+
+
+@pytest.mark.parametrize(
+    "path, value, key",
+    [
+        ("grid.small-2x3-elt.N", 0, "grid.small-2x3-elt.N"),
+        ("grid.small-2x3-elt.L_max", 1, "grid.small-2x3-elt.L_max"),  # ILSD needs L_min < L_max
+        ("grid.small-2x3-elt.scale", "huge", "grid.small-2x3-elt.scale"),
+        ("scales.small.num_heads", 3, "scales.small.num_heads"),
+        ("sample.loops", [], "sample.loops"),
+        ("sample.loops", [1, 0], "sample.loops[1]"),
+        ("train.family", "gan", "train.family"),
+        ("train.steps", "many", "train.steps"),
+        ("train.lr", "fast", "train.lr"),
+        ("tokenizer.kind", "magic", "tokenizer.kind"),
+        ("tokenizer.downsample", 5, "tokenizer.downsample"),
+        ("eval.ref_num_images", 1, "eval.ref_num_images"),
+    ],
+)
+def test_bad_values_name_their_key(path, value, key):
+    with pytest.raises(ConfigError) as e:
+        parse_params(_with(path, value))
+    assert e.value.key == key
+    assert str(e.value).startswith(key)
+
+
+def test_unknown_keys_and_bad_run_names():
+    raw = _with("train.learning_rate", 0.1)
+    with pytest.raises(ConfigError, match=r"^train\.learning_rate: unknown key"):
+        parse_params(raw)
+    raw = copy.deepcopy(DEFAULT)
+    raw["grid"]["bad.name"] = {"scale": "small", "N": 1, "L_max": 2, "ilsd": True}
+    with pytest.raises(ConfigError, match=r"^grid\.bad\.name:"):
+        parse_params(raw)
+
+
+def test_unknown_dataset_fails_naming_the_key(tmp_path):
+    raw = _with("data.dataset", "no_such_dataset_xyz")
+    f = tmp_path / "params.yaml"
+    f.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=r"^data\.dataset: unknown dataset 'no_such_dataset_xyz'"):
+        load_params(f)
+    raw = _with("data.dataset", str(tmp_path / "missing_folder/"))
+    f.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=r"^data\.dataset:.*not a folder"):
+        load_params(f)
+
+
+def test_scale_overrides_reach_only_that_scale():
+    raw = copy.deepcopy(DEFAULT)
+    raw["scales"]["small"]["overrides"] = {"lr": 0.5}
+    raw["grid"]["tiny-2x2-elt"] = {"scale": "tiny", "N": 2, "L_max": 2, "ilsd": True}
+    p = parse_params(raw)
+    assert p.train_hyper("small-2x3-elt").lr == 0.5
+    assert p.train_hyper("tiny-2x2-elt").lr == DEFAULT["train"]["lr"]
+
+
+def test_config_hash_is_stable_and_sensitive():
+    p = parse_params(DEFAULT)
+    a = config_hash(p.run_config("small-2x3-elt"))
+    assert a == config_hash(parse_params(copy.deepcopy(DEFAULT)).run_config("small-2x3-elt"))
+    assert a != config_hash(parse_params(_with("train.steps", 7)).run_config("small-2x3-elt"))
