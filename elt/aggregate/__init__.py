@@ -1,0 +1,13 @@
+"""Aggregate stage: Pareto front, power-law fit, tables, figures and summary of a grid of runs."""
+
+from elt.aggregate.collect import EvalFileError, Point, RunEval, load_runs, parse_eval
+from elt.aggregate.compare import (IlsdVanillaPair, LoopedVsUnique, ilsd_vanilla_pairs,
+                                   looped_vs_unique)
+from elt.aggregate.pareto import PowerLawFit, fit_power_law, pareto_front, power_law
+from elt.aggregate.report import FIGURES, Report, build_report, write_report
+
+__all__ = [
+    "EvalFileError", "Point", "RunEval", "load_runs", "parse_eval", "IlsdVanillaPair",
+    "LoopedVsUnique", "ilsd_vanilla_pairs", "looped_vs_unique", "PowerLawFit", "fit_power_law",
+    "pareto_front", "power_law", "FIGURES", "Report", "build_report", "write_report",
+]

@@ -1,0 +1,196 @@
+"""Read the evaluate stage's `runs/<RUN>/eval.json` of exactly the grid's runs into flat points.
+
+Only the grid's keys are read: folders of runs removed from the grid stay on disk (DVC does not
+delete them) and must not leak into the figures. Every file is checked before anything is
+computed, and each error names the file and the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import Any, Mapping
+
+KINDS = ("elt", "vanilla", "unique")
+# Keys that both the grid entry and eval.json may carry; a mismatch means a stale eval.json.
+_SHARED_KEYS = ("scale", "N", "L_max", "ilsd", "kind", "family")
+
+
+@dataclasses.dataclass(frozen=True)
+class Point:
+    """One (run, L) operating point: a row of points.csv and table.md."""
+
+    run: str
+    family: str
+    scale: str
+    kind: str  # "elt" (ILSD), "vanilla" (looped, no ILSD), "unique" (N*L distinct layers)
+    N: int
+    L: int  # inference loop count
+    L_max: int  # loop count of training
+    ilsd: bool
+    params: int  # unique-layer parameters (paper's "# params")
+    params_total: int | None
+    gflops: float
+    fid: float
+    inception_score: float | None
+    samples_per_second: float | None
+    steps: int | None  # sampling steps (network runs per sample, the paper's "# steps")
+
+    @property
+    def label(self) -> str:
+        """The paper's "N x L" point label."""
+        return f"{self.N}x{self.L}"
+
+    @property
+    def looped(self) -> bool:
+        return self.kind != "unique"
+
+
+@dataclasses.dataclass(frozen=True)
+class RunEval:
+    """All points of one grid run, sorted by L."""
+
+    run: str
+    family: str
+    scale: str
+    kind: str
+    N: int
+    L_max: int
+    ilsd: bool
+    params: int
+    params_total: int | None
+    points: tuple[Point, ...]
+
+    def fid_at(self, L: int) -> float | None:
+        for p in self.points:
+            if p.L == L:
+                return p.fid
+        return None
+
+    @property
+    def best(self) -> Point:
+        """Best-FID point; ties go to the cheaper one (Fig. 5 plots each run's best inference)."""
+        return min(self.points, key=lambda p: (p.fid, p.gflops, p.L))
+
+
+class EvalFileError(ValueError):
+    """An eval.json is missing, malformed or disagrees with the grid."""
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
+def _require(cond: bool, path: Path, msg: str) -> None:
+    if not cond:
+        raise EvalFileError(f"{path}: {msg}")
+
+
+def _optional_number(path: Path, where: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    _require(_is_number(value), path, f"{where} must be a finite number or null, got {value!r}")
+    return float(value)
+
+
+def parse_eval(data: Mapping[str, Any], run: str, grid_entry: Mapping[str, Any],
+               path: Path, steps: int | None = None) -> RunEval:
+    """Validate one eval.json's content against its grid entry and return its points.
+
+    `steps` is the sampling-step count to report when eval.json carries no "steps" key.
+    """
+    _require(isinstance(data, dict), path, f"top level must be an object, got {type(data).__name__}")
+    for key in ("run", "family", "scale", "N", "L_max", "ilsd", "kind", "params", "per_loop"):
+        _require(key in data, path, f"missing key {key!r}")
+    _require(data["run"] == run, path,
+             f"key 'run' is {data['run']!r} but the file belongs to grid run {run!r}")
+    _require(data["kind"] in KINDS, path, f"key 'kind' must be one of {KINDS}, got {data['kind']!r}")
+    for key in ("N", "L_max"):
+        _require(_is_int(data[key]) and data[key] >= 1, path,
+                 f"key {key!r} must be an integer >= 1, got {data[key]!r}")
+    _require(isinstance(data["ilsd"], bool), path, f"key 'ilsd' must be a boolean, got {data['ilsd']!r}")
+    _require(_is_int(data["params"]) and data["params"] > 0, path,
+             f"key 'params' must be a positive integer, got {data['params']!r}")
+    params_total = data.get("params_total")
+    _require(params_total is None or (_is_int(params_total) and params_total > 0), path,
+             f"key 'params_total' must be a positive integer or null, got {params_total!r}")
+    kind = data["kind"]
+    # The kind names the comparison a run takes part in; contradicting flags would put it in the
+    # wrong one silently.
+    _require((kind == "elt") == data["ilsd"], path,
+             f"key 'kind' is {kind!r} but 'ilsd' is {data['ilsd']!r} (only 'elt' trains with ILSD)")
+    _require(kind != "unique" or data["L_max"] == 1, path,
+             f"kind 'unique' needs L_max 1, got L_max {data['L_max']!r}")
+    for key in _SHARED_KEYS:
+        if key in grid_entry:
+            _require(grid_entry[key] == data[key], path,
+                     f"key {key!r} is {data[key]!r} but grid run {run!r} has {grid_entry[key]!r} "
+                     "(stale eval.json? rerun the evaluate stage)")
+    file_steps = data.get("steps", steps)
+    _require(file_steps is None or (_is_int(file_steps) and file_steps >= 1), path,
+             f"key 'steps' must be an integer >= 1 or null, got {file_steps!r}")
+
+    per_loop = data["per_loop"]
+    _require(isinstance(per_loop, dict) and per_loop, path, "key 'per_loop' must be a non-empty object")
+    points = []
+    for loop_key, metrics in per_loop.items():
+        where = f"per_loop[{loop_key!r}]"
+        _require(isinstance(loop_key, str) and loop_key.isdigit() and int(loop_key) >= 1, path,
+                 f"{where}: loop count must be an integer >= 1")
+        _require(isinstance(metrics, dict), path, f"{where} must be an object")
+        for key in ("fid", "gflops"):
+            _require(key in metrics, path, f"{where} is missing key {key!r}")
+        _require(_is_number(metrics["fid"]) and metrics["fid"] >= 0, path,
+                 f"{where}['fid'] must be a finite number >= 0, got {metrics['fid']!r}")
+        _require(_is_number(metrics["gflops"]) and metrics["gflops"] > 0, path,
+                 f"{where}['gflops'] must be a finite number > 0, got {metrics['gflops']!r}")
+        points.append(Point(
+            run=run, family=str(data["family"]), scale=str(data["scale"]), kind=kind,
+            N=data["N"], L=int(loop_key), L_max=data["L_max"], ilsd=data["ilsd"],
+            params=data["params"], params_total=params_total,
+            gflops=float(metrics["gflops"]), fid=float(metrics["fid"]),
+            inception_score=_optional_number(path, f"{where}['is']", metrics.get("is")),
+            samples_per_second=_optional_number(
+                path, f"{where}['samples_per_second']", metrics.get("samples_per_second")),
+            steps=file_steps,
+        ))
+    points.sort(key=lambda p: p.L)
+    return RunEval(run=run, family=str(data["family"]), scale=str(data["scale"]), kind=kind,
+                   N=data["N"], L_max=data["L_max"], ilsd=data["ilsd"], params=data["params"],
+                   params_total=params_total, points=tuple(points))
+
+
+def load_runs(grid: Mapping[str, Any], runs_dir: str | Path,
+              steps: int | None = None) -> list[RunEval]:
+    """Read `runs_dir/<key>/eval.json` for every key of `grid`, in grid order.
+
+    Raises EvalFileError naming every missing file at once (one rerun fixes them all), or the
+    first malformed one.
+    """
+    if not isinstance(grid, Mapping) or not grid:
+        raise ValueError(f"grid must be a non-empty mapping of run name -> settings, got {grid!r}")
+    runs_dir = Path(runs_dir)
+    paths = {run: runs_dir / str(run) / "eval.json" for run in grid}
+    missing = [str(p) for p in paths.values() if not p.is_file()]
+    if missing:
+        raise EvalFileError("missing eval.json for grid runs: " + ", ".join(missing))
+    runs = []
+    for run, path in paths.items():
+        entry = grid[run]
+        if entry is None:
+            entry = {}
+        if not isinstance(entry, Mapping):
+            raise ValueError(f"grid.{run} must be a mapping, got {entry!r}")
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise EvalFileError(f"{path}: not valid JSON ({err})") from err
+        runs.append(parse_eval(data, str(run), entry, path, steps=steps))
+    return runs

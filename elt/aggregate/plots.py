@@ -1,0 +1,161 @@
+"""Figures of the paper's Figs. 4, 5 and 8, and the same data as CSV for `dvc plots show`.
+
+Figures are built on matplotlib.figure.Figure directly (Agg canvas), not pyplot: no global
+backend or figure registry is touched, so this is safe inside tests and long-lived processes.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from elt.aggregate.collect import Point, RunEval
+from elt.aggregate.compare import IlsdVanillaPair
+from elt.aggregate.pareto import PowerLawFit, power_law
+
+_MARKERS = {"elt": "o", "vanilla": "s", "unique": "^"}
+_DPI = 120
+
+
+def _scale_colors(runs: Sequence[RunEval]) -> dict[str, tuple]:
+    from matplotlib import colormaps
+
+    scales = list(dict.fromkeys(r.scale for r in runs))
+    cmap = colormaps["tab10"]
+    return {s: cmap(i % 10) for i, s in enumerate(scales)}
+
+
+def _save(fig: Figure, path: Path) -> None:
+    FigureCanvasAgg(fig)
+    fig.savefig(path, dpi=_DPI, bbox_inches="tight")
+
+
+def _kind_legend(ax, kinds: Sequence[str]) -> None:
+    for kind in kinds:
+        ax.scatter([], [], marker=_MARKERS[kind], color="gray", label=kind)
+
+
+def fid_vs_gflops_figure(runs: Sequence[RunEval], front: Sequence[Point], fit: PowerLawFit,
+                         path: Path) -> None:
+    """Fig. 4: all points, faded per-run trends over L, the front, the power-law fit."""
+    colors = _scale_colors(runs)
+    fig = Figure(figsize=(7.5, 5.0))
+    ax = fig.add_subplot()
+    for run in runs:
+        g = [p.gflops for p in run.points]
+        f = [p.fid for p in run.points]
+        color = colors[run.scale]
+        # Faded line: one training run traversed by its inference loop count L.
+        ax.plot(g, f, color=color, alpha=0.35, linewidth=1.2)
+        ax.scatter(g, f, color=color, alpha=0.6, marker=_MARKERS[run.kind], s=28, zorder=2)
+        for p in run.points:
+            ax.annotate(p.label, (p.gflops, p.fid), textcoords="offset points", xytext=(4, 3),
+                        fontsize=7, color=color)
+    ax.scatter([p.gflops for p in front], [p.fid for p in front], facecolors="none",
+               edgecolors="black", s=90, linewidths=1.5, zorder=3, label="Pareto front")
+    if fit.ok:
+        a, b, c = fit.coeffs
+        lo, hi = min(p.gflops for p in front), max(p.gflops for p in front)
+        grid = np.geomspace(lo / 1.15, hi * 1.15, 200)
+        ax.plot(grid, power_law(grid, a, b, c), color="black", linewidth=1.5,
+                label=f"fit: FID = {a:.3g} G^-{b:.2f} + {c:.2f}")
+    for scale, color in colors.items():
+        ax.plot([], [], color=color, label=f"scale {scale}")
+    _kind_legend(ax, list(dict.fromkeys(r.kind for r in runs)))
+    ax.set_xscale("log")
+    ax.set_xlabel("inference GFLOPs per sample (log)")
+    ax.set_ylabel("FID (lower is better)")
+    ax.set_title("FID vs. inference GFLOPs (points labelled N x L)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="upper right")
+    _save(fig, path)
+
+
+def fid_vs_params_figure(runs: Sequence[RunEval], path: Path) -> None:
+    """Fig. 5: best FID of each run vs. its unique-layer parameters, one series per scale."""
+    colors = _scale_colors(runs)
+    fig = Figure(figsize=(7.0, 4.8))
+    ax = fig.add_subplot()
+    for scale, color in colors.items():
+        series = sorted((r for r in runs if r.scale == scale), key=lambda r: r.params)
+        ax.plot([r.params for r in series], [r.best.fid for r in series], color=color,
+                alpha=0.5, label=f"scale {scale}")
+        for r in series:
+            ax.scatter(r.params, r.best.fid, color=color, marker=_MARKERS[r.kind], s=36, zorder=2)
+            ax.annotate(r.best.label, (r.params, r.best.fid), textcoords="offset points",
+                        xytext=(4, 3), fontsize=7, color=color)
+    _kind_legend(ax, list(dict.fromkeys(r.kind for r in runs)))
+    ax.set_xscale("log")
+    ax.set_xlabel("# params (unique transformer layers, log)")
+    ax.set_ylabel("best FID of the run")
+    ax.set_title("Best FID vs. parameters (label: best N x L of each run)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    _save(fig, path)
+
+
+def fid_vs_loops_figure(runs: Sequence[RunEval], pairs: Sequence[IlsdVanillaPair],
+                        path: Path) -> None:
+    """Fig. 8: FID vs. L for each ILSD run and its vanilla twin, dashed line at L_max."""
+    by_name = {r.run: r for r in runs}
+    n = max(len(pairs), 1)
+    cols = min(n, 3)
+    rows = -(-n // cols)
+    fig = Figure(figsize=(4.2 * cols, 3.4 * rows))
+    if not pairs:
+        ax = fig.add_subplot()
+        ax.text(0.5, 0.5, "no ILSD run with a vanilla twin\n(same family, scale, N, L_max)",
+                ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+    for i, pair in enumerate(pairs):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        for name, style, label in ((pair.ilsd_run, "o-", "ILSD"),
+                                   (pair.vanilla_run, "s--", "w/o ILSD")):
+            run = by_name[name]
+            ax.plot([p.L for p in run.points], [p.fid for p in run.points], style,
+                    label=f"{label} ({name})")
+        ax.axvline(pair.L_max, color="gray", linestyle=":", label=f"L_max = {pair.L_max}")
+        ax.set_xlabel("inference loops L")
+        ax.set_ylabel("FID")
+        ax.set_title(f"scale {pair.scale}, N = {pair.N}", fontsize=9)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle("Impact of ILSD across inference loop counts")
+    _save(fig, path)
+
+
+def _csv(header: Sequence[str], rows: Sequence[Sequence]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def plot_data(runs: Sequence[RunEval], front: Sequence[Point],
+              pairs: Sequence[IlsdVanillaPair]) -> dict[str, str]:
+    """CSV text per file name under results/plots/, for `dvc plots show` templates."""
+    points = [p for r in runs for p in r.points]
+    by_name = {r.run: r for r in runs}
+    # A vanilla run can be the twin of several ILSD runs; list each run once.
+    paired = dict.fromkeys(name for pair in pairs for name in (pair.ilsd_run, pair.vanilla_run))
+    ilsd_vanilla = [(name, by_name[name].kind, p.L, p.fid) for name in paired
+                    for p in by_name[name].points]
+    return {
+        "fid_vs_gflops.csv": _csv(("run", "L", "label", "kind", "scale", "gflops", "fid"),
+                                  [(p.run, p.L, p.label, p.kind, p.scale, p.gflops, p.fid)
+                                   for p in points]),
+        "pareto_front.csv": _csv(("run", "L", "label", "gflops", "fid"),
+                                 [(p.run, p.L, p.label, p.gflops, p.fid) for p in front]),
+        "fid_vs_params.csv": _csv(("run", "scale", "kind", "params", "best_L", "label", "fid"),
+                                  [(r.run, r.scale, r.kind, r.params, r.best.L, r.best.label,
+                                    r.best.fid) for r in runs]),
+        "fid_vs_loops.csv": _csv(("run", "kind", "L", "fid"), ilsd_vanilla),
+    }
