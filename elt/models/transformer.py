@@ -1,0 +1,124 @@
+"""Looped transformer: N unique pre-LN layers (one block g) applied L times.
+
+The block holds the N layers' weights stacked on a leading axis (``nn.scan`` over layers), so
+its parameter count is that of N layers whatever the loop count. Looping is done *functionally*
+on the block's params (``loop_block`` / ``loop_block_with_exit``) rather than inside a Flax module,
+so that:
+  * at inference L is a runtime value (``lax.fori_loop`` with a traced trip count): one compiled
+    program serves every L, including L > L_max;
+  * in training one forward of L_max loops also yields the student state after a *traced* L_int
+    loops (Alg. 1 of the paper), selected with ``jnp.where`` inside the loop.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Dtype = Any
+
+
+class TransformerLayer(nn.Module):
+    """Pre-LayerNorm layer: x + MHSA(LN(x)), then x + MLP(LN(x)); q/k/v/out and MLP with bias."""
+
+    d_model: int
+    num_heads: int
+    mlp_dim: int
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        y = nn.LayerNorm(dtype=self.dtype, name="ln_attn")(x)
+        y = nn.MultiHeadDotProductAttention(
+            num_heads=self.num_heads,
+            qkv_features=self.d_model,
+            out_features=self.d_model,
+            dtype=self.dtype,
+            deterministic=True,
+            name="attn",
+        )(y)
+        x = x + y
+        y = nn.LayerNorm(dtype=self.dtype, name="ln_mlp")(x)
+        y = nn.Dense(self.mlp_dim, dtype=self.dtype, name="mlp_in")(y)
+        # tanh approximation: the usual choice of BERT/MaskGIT-style JAX code bases.
+        y = nn.gelu(y, approximate=True)
+        y = nn.Dense(self.d_model, dtype=self.dtype, name="mlp_out")(y)
+        return x + y
+
+
+class _ScanLayer(nn.Module):
+    """TransformerLayer with the (carry, x) -> (carry, y) signature nn.scan needs."""
+
+    d_model: int
+    num_heads: int
+    mlp_dim: int
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, _: Any) -> tuple[jax.Array, None]:
+        layer = TransformerLayer(self.d_model, self.num_heads, self.mlp_dim, self.dtype, name="layer")
+        return layer(x), None
+
+
+class LoopedBlock(nn.Module):
+    """The weight-shared block g: N unique layers with stacked weights, applied once per call.
+
+    ``remat=True`` rematerializes each layer in the backward pass (activation memory of one layer
+    per loop instead of all its intermediates), trading about one extra forward of compute.
+    """
+
+    N: int
+    d_model: int
+    num_heads: int
+    mlp_dim: int
+    dtype: Dtype = jnp.float32
+    remat: bool = False
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        layer_cls = _ScanLayer
+        if self.remat:
+            layer_cls = nn.remat(layer_cls, prevent_cse=False)
+        layers = nn.scan(
+            layer_cls,
+            variable_axes={"params": 0},
+            split_rngs={"params": True},
+            length=self.N,
+        )(self.d_model, self.num_heads, self.mlp_dim, self.dtype, name="layers")
+        x, _ = layers(x, None)
+        return x
+
+
+def loop_block(block_fn: Callable[[jax.Array], jax.Array], x: jax.Array, L) -> jax.Array:
+    """Apply ``block_fn`` L times (Alg. 2). L may be a python int or a traced int32 scalar.
+
+    With a traced L, ``fori_loop`` lowers to a while loop: no recompilation per L, any L >= 0
+    (including L > L_max) runs. With a python int it lowers to a scan (reverse-differentiable).
+    """
+    return jax.lax.fori_loop(0, L, lambda _, h: block_fn(h), x)
+
+
+def loop_block_with_exit(
+    block_fn: Callable[[jax.Array], jax.Array], x: jax.Array, L_max: int, L_int
+) -> tuple[jax.Array, jax.Array]:
+    """One forward of a static L_max loops that also returns the state after L_int loops (Alg. 1).
+
+    L_int is traced (drawn inside the jitted step); the state is captured with a select at loop
+    index ``L_int - 1``. ``lax.scan`` keeps the whole thing reverse-differentiable, and gradients
+    reach the shared weights through both exits.
+    """
+    if not isinstance(L_max, int) or L_max < 1:
+        raise ValueError(f"L_max must be a python int >= 1, got L_max={L_max!r}")
+    L_int = jnp.asarray(L_int, jnp.int32)
+
+    def body(carry, step):
+        h, h_int = carry
+        h = block_fn(h)
+        h_int = jnp.where(step == L_int - 1, h, h_int)
+        return (h, h_int), None
+
+    (h_max, h_int), _ = jax.lax.scan(body, (x, x), jnp.arange(L_max, dtype=jnp.int32))
+    return h_max, h_int
