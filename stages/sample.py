@@ -1,0 +1,142 @@
+"""Stage sample@RUN: any-time sampling of one trained run at every loop count L.
+
+    python stages/sample.py --params params.yaml --run small-2x3-elt
+
+One compiled sampler serves every L (L is a runtime value). Class-balanced labels, seeded; for
+each L writes runs/RUN/samples/L{L}/NNNNN.png (uint8), L{L}.npz (images, labels, tokens) and a
+sample grid grid_L{L}.png; timing.json records per-L wall time and samples/s (model only, after
+compilation, and with tokenizer decoding).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from elt.config import load_params  # noqa: E402
+
+
+def image_grid(images, ncol: int):
+    """Tile uint8 images [B,H,W,C] into one picture, row-major."""
+    import numpy as np
+
+    b, h, w, c = images.shape
+    nrow = -(-b // ncol)
+    canvas = np.full((nrow * (h + 2) + 2, ncol * (w + 2) + 2, c), 255, np.uint8)
+    for i, im in enumerate(images):
+        r, q = divmod(i, ncol)
+        canvas[2 + r * (h + 2) : 2 + r * (h + 2) + h, 2 + q * (w + 2) : 2 + q * (w + 2) + w] = im
+    return canvas
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--run", required=True)
+    ap.add_argument("--tokenizer", default="data/tokenizer")
+    args = ap.parse_args(argv)
+
+    params = load_params(args.params)
+    if args.run not in params.grid:
+        raise SystemExit(f"--run: {args.run!r} is not a key of `grid` in {args.params}")
+    sc_cfg = params.sample
+    loops = params.loops_for(args.run)
+    run_dir = Path("runs") / args.run
+    train_dir = run_dir / "train"
+    out = run_dir / "samples"
+    model_json = train_dir / "model.json"
+    if not model_json.exists():
+        raise SystemExit(f"{model_json}: missing; run `dvc repro train@{args.run}` first")
+
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import orbax.checkpoint as ocp
+    from PIL import Image
+    from tqdm import tqdm
+
+    from elt.models import build_model
+    from elt.sampling.maskgit import SamplerConfig, make_sampler
+    from elt.tokenizers import load_tokenizer
+    from elt.tracking import RunTracker
+
+    meta = json.loads(model_json.read_text())
+    model = build_model(meta["family"], **meta["config"])
+    abstract = jax.eval_shape(model.init, jax.random.PRNGKey(0))
+    model_params = ocp.StandardCheckpointer().restore((train_dir / "params").resolve(), abstract)
+    tokenizer = load_tokenizer(args.tokenizer)
+    sampler = make_sampler(
+        model,
+        SamplerConfig(
+            steps=sc_cfg.steps,
+            temperature_bias=sc_cfg.temperature_bias,
+            temperature_scale=sc_cfg.temperature_scale,
+            choice_temperature=sc_cfg.choice_temperature,
+            cfg_scale=sc_cfg.cfg_scale,
+        ),
+    )
+    num_classes = model.cfg.num_classes
+    labels_all = np.arange(sc_cfg.num_samples, dtype=np.int32) % num_classes  # class-balanced
+    bs = min(sc_cfg.batch_size, sc_cfg.num_samples)
+
+    # Compile once (L is dynamic, so this covers every L) before timing anything.
+    warm = sampler(model_params, jnp.asarray(labels_all[:bs]), jnp.int32(1), jax.random.PRNGKey(0))
+    jax.block_until_ready(warm)
+
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    timing = {}
+    tracker = RunTracker.for_grid_point(args.run, stage="sample")
+    for L in tqdm(loops, desc=f"sample@{args.run}", unit="L"):
+        rng = jax.random.PRNGKey(sc_cfg.seed + params.seed)
+        tokens, model_seconds = [], 0.0
+        for i in range(0, sc_cfg.num_samples, bs):
+            lab = labels_all[i : i + bs]
+            pad = bs - len(lab)  # keep one shape: pad the last batch, drop the padding after
+            lab_in = np.concatenate([lab, lab[:pad] if pad <= len(lab) else np.resize(lab, pad)]) if pad else lab
+            t = time.perf_counter()
+            tok = sampler(model_params, jnp.asarray(lab_in), jnp.int32(L), jax.random.fold_in(rng, i))
+            tok = np.asarray(jax.block_until_ready(tok))[: len(lab)]
+            model_seconds += time.perf_counter() - t
+            tokens.append(tok)
+        tokens = np.concatenate(tokens)
+        t = time.perf_counter()
+        grid_hw = tuple(model.cfg.grid)
+        images = np.asarray(tokenizer.decode(tokens.reshape(len(tokens), *grid_hw)))
+        decode_seconds = time.perf_counter() - t
+        if images.dtype != np.uint8:
+            raise SystemExit(f"tokenizer at {args.tokenizer} decoded {images.dtype}, expected uint8 images")
+        ldir = tmp / f"L{L}"
+        ldir.mkdir()
+        for j, im in enumerate(images):
+            Image.fromarray(im.squeeze(-1) if im.shape[-1] == 1 else im).save(ldir / f"{j:05d}.png")
+        np.savez_compressed(tmp / f"L{L}.npz", images=images, labels=labels_all, tokens=tokens)
+        order = np.argsort(labels_all[: min(len(images), 10 * num_classes)], kind="stable")
+        Image.fromarray(image_grid(images[order], ncol=num_classes).squeeze()).save(tmp / f"grid_L{L}.png")
+        timing[str(L)] = {
+            "model_seconds": model_seconds,
+            "samples_per_second": len(images) / model_seconds,
+            "decode_seconds": decode_seconds,
+            "samples_per_second_with_decode": len(images) / (model_seconds + decode_seconds),
+            "num_samples": int(len(images)),
+        }
+        tracker.log_artifact(str(tmp / f"grid_L{L}.png"), artifact_path=f"samples/L{L}")
+    (tmp / "timing.json").write_text(json.dumps(timing, indent=1))
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    tracker.log_metric_history("samples_per_second", {int(L): v["samples_per_second"] for L, v in timing.items()})
+    print(json.dumps(timing), flush=True)
+
+
+if __name__ == "__main__":
+    main()

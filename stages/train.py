@@ -1,0 +1,195 @@
+"""Stage train@RUN: train one grid point (ELT with ILSD, vanilla looping, or unique depth).
+
+    python stages/train.py --params params.yaml --run small-2x3-elt
+
+Reads data/tokens, writes runs/RUN/train/ (final orbax checkpoint, model.json, metrics.json)
+and runs/RUN/curve.csv (DVC plot). Resumes automatically: checkpoints go to a work folder
+(.elt_work/train/RUN/<config hash>/) that DVC does not wipe, and a rerun with the same
+configuration continues from the last one. Data order and per-step randomness are functions of
+the step number, so a resumed run ends with the same parameters as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from elt.config import config_hash, load_params  # noqa: E402
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--run", required=True, help="grid point name (a key of params.yaml `grid`)")
+    ap.add_argument("--tokens", default="data/tokens")
+    ap.add_argument("--out", default=None, help="default: runs/RUN/train")
+    ap.add_argument("--work", default=".elt_work/train", help="resumable checkpoints live here")
+    ap.add_argument("--stop-after", type=int, default=None, help="exit after this step (tests of resume)")
+    args = ap.parse_args(argv)
+
+    # ---------------------------------------------------------------- config (before any compute)
+    params = load_params(args.params)
+    if args.run not in params.grid:
+        raise SystemExit(f"--run: {args.run!r} is not a key of `grid` in {args.params} (known: {', '.join(params.grid)})")
+    point = params.grid[args.run]
+    hyper = params.train_hyper(args.run)
+    scale = params.scales[point.scale]
+    out = Path(args.out or f"runs/{args.run}/train")
+    curve_path = out.parent / "curve.csv"
+    run_cfg = params.run_config(args.run)
+    chash = config_hash(run_cfg)
+    work = Path(args.work) / args.run / chash
+
+    import jax
+    import numpy as np
+    import orbax.checkpoint as ocp
+    from tqdm import tqdm
+
+    from elt.data.loader import TokenDataset
+    from elt.models import build_model
+    from elt.training.step import TrainConfig, create_train_state, eval_loss, make_train_step
+    from elt.tracking import RunTracker
+
+    # ---------------------------------------------------------------- data
+    data = TokenDataset(args.tokens, process_index=jax.process_index(), process_count=jax.process_count())
+    manifest = data.manifest
+    model = build_model(
+        hyper.family,
+        codebook_size=manifest.codebook_size,
+        num_classes=manifest.num_classes,
+        grid=tuple(manifest.grid),
+        d_model=scale.d_model,
+        num_heads=scale.num_heads,
+        mlp_dim=scale.mlp_dim,
+        N=point.N,
+        remat=hyper.remat,
+    )
+    tc = TrainConfig(
+        batch_size=hyper.batch_size,
+        total_steps=hyper.steps,
+        lr=hyper.lr,
+        b1=hyper.b1,
+        b2=hyper.b2,
+        weight_decay=hyper.weight_decay,
+        warmup_steps=hyper.warmup_steps,
+        label_drop=hyper.label_drop,
+        label_smoothing=hyper.label_smoothing,
+        L_min=hyper.L_min,
+        L_max=point.L_max,
+        ilsd=point.ilsd,
+        seed=hyper.seed + params.seed,
+    )
+
+    # ---------------------------------------------------------------- model, optimizer, resume
+    rng = jax.random.PRNGKey(tc.seed)
+    init_rng, step_rng_base = jax.random.split(rng)
+    state = create_train_state(model, tc, init_rng)
+    train_step = make_train_step(model, tc)
+
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "config.json").write_text(json.dumps(run_cfg, indent=1, default=str))
+    mngr = ocp.CheckpointManager(
+        work.resolve() / "ckpt",
+        options=ocp.CheckpointManagerOptions(max_to_keep=2, save_interval_steps=hyper.checkpoint_every),
+    )
+    start = 0
+    curve_rows: list[dict] = []
+    if mngr.latest_step() is not None:
+        start = mngr.latest_step()
+        state = mngr.restore(start, args=ocp.args.StandardRestore(state))
+        curve_file = work / "curve.json"
+        if curve_file.exists():
+            curve_rows = [r for r in json.loads(curve_file.read_text()) if r["step"] <= start]
+        print(f"train@{args.run}: resuming from step {start} ({work})", flush=True)
+
+    tracker = RunTracker.for_grid_point(args.run, stage="train", config=run_cfg, params_hash=chash)
+
+    # ---------------------------------------------------------------- loop
+    t0, last_t, last_step = time.time(), time.time(), start
+    bar = tqdm(range(start, tc.total_steps), initial=start, total=tc.total_steps, desc=f"train@{args.run}", unit="step")
+    for step in bar:
+        batch = data.batch_for_step(step, tc.batch_size, seed=tc.seed)
+        state, metrics = train_step(state, batch, jax.random.fold_in(step_rng_base, step))
+        done = step + 1
+        if done % hyper.log_every == 0 or done == tc.total_steps:
+            m = {k: float(v) for k, v in jax.device_get(metrics).items()}
+            now = time.time()
+            m["steps_per_second"] = (done - last_step) / max(now - last_t, 1e-9)
+            last_t, last_step = now, done
+            curve_rows.append({"step": done, **m})
+            bar.set_postfix(loss=f"{m['loss']:.3f}", lam=f"{m.get('lam', 0):.2f}")
+            tracker.log_metrics({k: v for k, v in m.items()}, step=done)
+        if mngr.should_save(done) or done == tc.total_steps:
+            mngr.save(done, args=ocp.args.StandardSave(state))
+            mngr.wait_until_finished()
+            (work / "curve.json").write_text(json.dumps(curve_rows))
+        if args.stop_after is not None and done >= args.stop_after:
+            mngr.wait_until_finished()
+            print(f"train@{args.run}: stopping after step {done} as asked", flush=True)
+            return
+    mngr.wait_until_finished()
+    train_seconds = time.time() - t0
+
+    # ---------------------------------------------------------------- final evaluation per exit
+    held = data.eval_batch(min(256, data.num_examples), seed=1234)
+    exit_losses = {
+        str(L): float(eval_loss(model, state.params, held, jax.random.PRNGKey(7), L))
+        for L in sorted(set(range(1, point.L_max + 1)) | {point.L_max})
+    }
+
+    # ---------------------------------------------------------------- outputs (atomic)
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    ocp.StandardCheckpointer().save(tmp.resolve() / "params", state.params)
+    ocp.StandardCheckpointer().wait_until_finished() if hasattr(ocp.StandardCheckpointer, "wait_until_finished") else None
+    model_json = {
+        "family": hyper.family,
+        "config": dataclasses.asdict(model.cfg),
+        "run": args.run,
+        "kind": point.kind,
+        "scale": point.scale,
+        "N": point.N,
+        "L_max": point.L_max,
+        "ilsd": point.ilsd,
+        "params_block": model.num_params(state.params, block_only=True),
+        "params_total": model.num_params(state.params),
+        "config_hash": chash,
+        "tokens_manifest": manifest.identity,
+    }
+    (tmp / "model.json").write_text(json.dumps(model_json, indent=1))
+    final = curve_rows[-1] if curve_rows else {}
+    metrics_json = {
+        "final_loss": final.get("loss"),
+        "masked_loss_per_exit": exit_losses,
+        "steps": tc.total_steps,
+        "train_seconds_this_session": train_seconds,
+        "params_block": model_json["params_block"],
+    }
+    (tmp / "metrics.json").write_text(json.dumps(metrics_json, indent=1))
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    with open(curve_path, "w", newline="") as f:
+        keys = sorted({k for r in curve_rows for k in r}, key=lambda k: (k != "step", k))
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(curve_rows)
+    tracker.log_metrics({f"masked_loss_L{L}": v for L, v in exit_losses.items()}, step=tc.total_steps)
+    tracker.log_artifact(str(curve_path))
+    tracker.set_tags({"checkpoint": str(out.resolve() / "params")})
+    print(json.dumps(metrics_json), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,211 @@
+"""End to end: the real DAG (DVC, Beam, JAX, the FID network) on a tiny grid in a temporary
+clone, logging to a real MLflow server on 127.0.0.1; then the granularity users rely on, and
+resume after a kill."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from pipeline_repo import dvc, env_for, make_repo, run, stale_stages, tiny_params
+
+RUNS = ["tiny-1x2-elt", "tiny-1x2-vanilla", "micro-2x1-unique"]
+PER_RUN = {"train", "sample", "evaluate"}
+
+
+@pytest.fixture(scope="module")
+def mlflow_uri(tmp_path_factory):
+    from servers import mlflow_server
+
+    with mlflow_server(tmp_path_factory.mktemp("mlflow")) as uri:
+        yield uri
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory, mlflow_uri):
+    """The tiny DAG, reproduced once for the whole module."""
+    path = make_repo(tmp_path_factory.mktemp("pipeline") / "repo")
+    env = env_for({"MLFLOW_TRACKING_URI": mlflow_uri})
+    proc = dvc(path, "repro", env=env, timeout=3000)
+    (path / "repro.log").write_text(proc.stdout + proc.stderr)
+    run(["git", "add", "-A"], path)  # dvc.lock and .gitignore entries: a clean state to edit from
+    run(["git", "commit", "-qm", "reproduced"], path)
+    return path
+
+
+def _stale(repo: Path) -> set[str]:
+    # `dvc status` names stages "train@RUN" (optionally prefixed by "dvc.yaml:")
+    return {s.split(":")[-1] for s in stale_stages(repo)}
+
+
+def _restore(repo: Path) -> None:
+    run(["git", "checkout", "--", "."], repo)
+    assert _stale(repo) == set(), "repository did not return to a clean, reproduced state"
+
+
+def test_every_output_and_metric_exists_and_is_sane(repo):
+    assert (repo / "data" / "tokens" / "manifest.json").exists()
+    assert (repo / "data" / "ref_stats" / "stats.npz").exists()
+    manifest = json.loads((repo / "data" / "tokens" / "manifest.json").read_text())
+    assert manifest["num_examples"] == 1797
+    for name in RUNS:
+        ev = json.loads((repo / "runs" / name / "eval.json").read_text())
+        loops = sorted(int(L) for L in ev["per_loop"])
+        assert loops == ([1] if name.endswith("unique") else [1, 2, 3])
+        for L in loops:
+            point = ev["per_loop"][str(L)]
+            assert math.isfinite(point["fid"]) and point["fid"] > 0
+            assert point["samples_per_second"] > 0
+            samples = np.load(repo / "runs" / name / "samples" / f"L{L}.npz")
+            assert samples["images"].dtype == np.uint8 and samples["images"].shape[0] == 20
+            # class-balanced: 20 samples over 10 classes
+            assert np.bincount(samples["labels"], minlength=10).tolist() == [2] * 10
+            assert (repo / "runs" / name / "samples" / f"grid_L{L}.png").exists()
+        gflops = [ev["per_loop"][str(L)]["gflops"] for L in loops]
+        # inference compute grows linearly with the loop count (paper Sec. 5.1)
+        if len(loops) > 1:
+            steps = np.diff(gflops)
+            assert np.all(steps > 0) and np.allclose(steps, steps[0], rtol=1e-6)
+        assert ev["params"] > 0 and ev["params_total"] > ev["params"]
+        curve = (repo / "runs" / name / "curve.csv").read_text().splitlines()
+        assert curve[0].startswith("step") and len(curve) == 1 + 4  # 40 steps, logged every 10
+    # looped runs share N, so their unique-layer parameters are equal (the point of looping)
+    elt = json.loads((repo / "runs" / "tiny-1x2-elt" / "eval.json").read_text())
+    van = json.loads((repo / "runs" / "tiny-1x2-vanilla" / "eval.json").read_text())
+    assert elt["params"] == van["params"]
+    for f in ("points.csv", "table.md", "pareto.json", "summary.md", "fid_vs_gflops.png", "fid_vs_params.png", "fid_vs_loops.png"):
+        assert (repo / "results" / f).stat().st_size > 0, f
+    assert _stale(repo) == set()
+
+
+def test_noop_repro_runs_nothing(repo):
+    proc = dvc(repo, "repro")
+    assert "didn't change, skipping" in proc.stdout or "is cached" in proc.stdout or "up to date" in proc.stdout
+    assert "Running stage" not in proc.stdout
+
+
+def test_adding_a_scale_and_grid_point_stales_only_that_point(repo):
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["scales"]["nano"] = {"d_model": 8, "mlp_dim": 16, "num_heads": 2}
+    params["grid"]["nano-1x2-elt"] = {"scale": "nano", "N": 1, "L_max": 2, "ilsd": True}
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        assert _stale(repo) == {f"{s}@nano-1x2-elt" for s in PER_RUN} | {"aggregate"}
+    finally:
+        _restore(repo)
+
+
+def test_editing_one_scale_invalidates_only_its_runs(repo):
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["scales"]["micro"]["mlp_dim"] = 48
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        assert _stale(repo) == {"train@micro-2x1-unique"}  # downstream follows once it reruns
+    finally:
+        _restore(repo)
+
+
+def test_sampling_setting_reruns_sampling_never_training(repo):
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["sample"]["choice_temperature"] = 3.0
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        stale = _stale(repo)
+        assert stale == {f"sample@{r}" for r in RUNS}
+        assert not any(s.startswith("train") for s in stale)
+    finally:
+        _restore(repo)
+
+
+def test_code_dependencies_follow_the_library_parts_used(repo):
+    sampler = repo / "elt" / "sampling" / "maskgit.py"
+    sampler.write_text(sampler.read_text() + "\n# a comment is still a change\n")
+    try:
+        assert _stale(repo) == {f"sample@{r}" for r in RUNS}
+    finally:
+        _restore(repo)
+    agg = next((repo / "elt" / "aggregate").glob("*.py"))
+    agg.write_text(agg.read_text() + "\n# change\n")
+    try:
+        assert _stale(repo) == {"aggregate"}
+    finally:
+        _restore(repo)
+
+
+def _final_params(train_dir: Path):
+    import jax
+    import orbax.checkpoint as ocp
+
+    tree = ocp.StandardCheckpointer().restore((train_dir / "params").resolve())
+    return jax.tree_util.tree_leaves(tree)
+
+
+def test_training_resumes_after_a_kill_and_matches_an_uninterrupted_run(repo, tmp_path):
+    run_name = "tiny-1x2-elt"
+    env = env_for({"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"})  # tracking down: must not matter
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["train"]["steps"] = 400
+    params["train"]["checkpoint_every"] = 20
+    pfile = tmp_path / "params.yaml"
+    pfile.write_text(yaml.safe_dump(params))
+    cmd = [sys.executable, "stages/train.py", "--params", str(pfile), "--run", run_name, "--work", str(tmp_path / "work")]
+    killed_out = tmp_path / "killed"
+    proc = subprocess.Popen(cmd + ["--out", str(killed_out)], cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    ckpt_root = tmp_path / "work" / run_name
+    deadline = time.time() + 600
+    while time.time() < deadline:
+        steps = [int(p.name) for p in ckpt_root.glob("*/ckpt/*") if p.name.isdigit()]
+        if steps and max(steps) >= 40:
+            break
+        assert proc.poll() is None, proc.stdout.read().decode()[-3000:]
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed_out / "model.json").exists(), "a killed run must not leave complete-looking output"
+    resumed = run(cmd + ["--out", str(killed_out)], repo, env=env)
+    assert "resuming from step" in resumed.stdout
+    fresh = run(
+        [sys.executable, "stages/train.py", "--params", str(pfile), "--run", run_name,
+         "--work", str(tmp_path / "work_fresh"), "--out", str(tmp_path / "fresh")],
+        repo, env=env,
+    )
+    assert "resuming" not in fresh.stdout
+    a, b = _final_params(killed_out), _final_params(tmp_path / "fresh")
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-6)
+
+
+def test_every_grid_point_has_its_mlflow_run(repo, mlflow_uri):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=mlflow_uri)
+    exps = client.search_experiments()
+    runs = [r for e in exps for r in client.search_runs([e.experiment_id])]
+    by_key = {}
+    for r in runs:
+        by_key.setdefault(r.data.tags.get("elt.run_key"), []).append(r)
+    for name in RUNS:
+        assert len(by_key.get(name, [])) == 1, f"expected exactly one MLflow run for {name}"
+        r = by_key[name][0]
+        fid = client.get_metric_history(r.info.run_id, "fid")
+        expected = [1] if name.endswith("unique") else [1, 2, 3]
+        assert sorted(m.step for m in fid) == expected
+        ev = json.loads((repo / "runs" / name / "eval.json").read_text())
+        for m in fid:
+            assert m.value == pytest.approx(ev["per_loop"][str(m.step)]["fid"], rel=1e-6)
+        assert any(k.startswith("train.") or k.startswith("grid.") for k in r.data.params)
+        arts = [a.path for a in client.list_artifacts(r.info.run_id)]
+        assert arts, f"no artifacts logged for {name}"
+    assert "aggregate" in by_key
