@@ -3,8 +3,9 @@
     python stages/aggregate.py --params params.yaml --runs runs --out results
 
 Reads exactly the keys of params.yaml's `grid` (folders of removed runs are ignored) and writes
-results/ atomically. The sampling-step count shown in table.md comes from each eval.json's
-"steps" key, else from params.yaml `sample.steps` when present.
+results/ atomically, plus a copy of results/metrics.json at results_metrics.json for
+`dvc metrics`. The sampling-step count shown in table.md comes from each eval.json's "steps" key,
+else from params.yaml `sample.steps` when present.
 """
 
 from __future__ import annotations
@@ -16,24 +17,19 @@ from pathlib import Path
 import yaml
 
 from elt.aggregate import build_report, write_report
+from elt.config import parse_params
 
 
-def _read_params(path: Path) -> tuple[dict, int | None]:
+def _read_params(path: Path):
+    """Grid and sampling-step count, validated by elt.config (errors name the key).
+
+    parse_params rather than load_params: the latter also checks the dataset name against
+    tensorflow-datasets, a slow import that aggregation does not need.
+    """
     if not path.is_file():
         raise SystemExit(f"aggregate: params file {path} not found")
-    params = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(params, dict):
-        raise SystemExit(f"aggregate: {path} must hold a mapping at top level")
-    grid = params.get("grid")
-    if not isinstance(grid, dict) or not grid:
-        raise SystemExit(f"aggregate: {path}: key 'grid' must be a non-empty mapping of "
-                         f"run name -> settings, got {grid!r}")
-    sample = params.get("sample")
-    steps = sample.get("steps") if isinstance(sample, dict) else None
-    if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or steps < 1):
-        raise SystemExit(f"aggregate: {path}: key 'sample.steps' must be an integer >= 1, "
-                         f"got {steps!r}")
-    return grid, steps
+    params = parse_params(yaml.safe_load(path.read_text()) or {}, source=str(path))
+    return params.grid, params.sample.steps
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,10 +37,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--runs", type=Path, default=Path("runs"))
     parser.add_argument("--out", type=Path, default=Path("results"))
+    parser.add_argument("--metrics", type=Path, default=None,
+                        help="copy of metrics.json for `dvc metrics` (default: <out>_metrics.json "
+                             "beside the out folder; DVC cannot track a metrics file inside it)")
     args = parser.parse_args(argv)
+    metrics = args.metrics or args.out.with_name(f"{args.out.name}_metrics.json")
     grid, steps = _read_params(args.params)
     report = build_report(grid, args.runs, steps=steps)
-    out = write_report(report, args.out)
+    out = write_report(report, args.out, metrics_path=metrics)
     m = report.metrics()
     print(f"aggregate: {m['n_points']} points from {m['n_runs']} runs, "
           f"{m['n_front_points']} on the front, best FID {m['best_fid']:.3f} "

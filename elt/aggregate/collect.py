@@ -79,6 +79,22 @@ class EvalFileError(ValueError):
     """An eval.json is missing, malformed or disagrees with the grid."""
 
 
+def kind_of(L_max: int, ilsd: bool) -> str:
+    """"unique" for L_max = 1 (N distinct layers), else "elt" with ILSD or "vanilla" without."""
+    if L_max == 1:
+        return "unique"
+    return "elt" if ilsd else "vanilla"
+
+
+def _entry_dict(run: str, entry: Any) -> dict[str, Any]:
+    """A grid entry as a dict: a raw params.yaml mapping or an elt.config.GridPoint."""
+    if isinstance(entry, Mapping):
+        return dict(entry)
+    if all(hasattr(entry, k) for k in ("scale", "N", "L_max", "ilsd")):
+        return {k: getattr(entry, k) for k in _SHARED_KEYS if hasattr(entry, k)}
+    raise ValueError(f"grid.{run} must be a mapping with scale, N, L_max, ilsd; got {entry!r}")
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -123,11 +139,11 @@ def parse_eval(data: Mapping[str, Any], run: str, grid_entry: Mapping[str, Any],
              f"key 'params_total' must be a positive integer or null, got {params_total!r}")
     kind = data["kind"]
     # The kind names the comparison a run takes part in; contradicting flags would put it in the
-    # wrong one silently.
-    _require((kind == "elt") == data["ilsd"], path,
-             f"key 'kind' is {kind!r} but 'ilsd' is {data['ilsd']!r} (only 'elt' trains with ILSD)")
-    _require(kind != "unique" or data["L_max"] == 1, path,
-             f"kind 'unique' needs L_max 1, got L_max {data['L_max']!r}")
+    # wrong one silently. Same rule as elt.config.GridPoint.kind.
+    expected = kind_of(data["L_max"], data["ilsd"])
+    _require(kind == expected, path,
+             f"key 'kind' is {kind!r} but L_max={data['L_max']}, ilsd={data['ilsd']} "
+             f"make it {expected!r}")
     for key in _SHARED_KEYS:
         if key in grid_entry:
             _require(grid_entry[key] == data[key], path,
@@ -178,19 +194,15 @@ def load_runs(grid: Mapping[str, Any], runs_dir: str | Path,
         raise ValueError(f"grid must be a non-empty mapping of run name -> settings, got {grid!r}")
     runs_dir = Path(runs_dir)
     paths = {run: runs_dir / str(run) / "eval.json" for run in grid}
+    entries = {run: _entry_dict(str(run), grid[run]) for run in grid}  # bad grid: fail first
     missing = [str(p) for p in paths.values() if not p.is_file()]
     if missing:
         raise EvalFileError("missing eval.json for grid runs: " + ", ".join(missing))
     runs = []
     for run, path in paths.items():
-        entry = grid[run]
-        if entry is None:
-            entry = {}
-        if not isinstance(entry, Mapping):
-            raise ValueError(f"grid.{run} must be a mapping, got {entry!r}")
         try:
             data = json.loads(path.read_text())
         except json.JSONDecodeError as err:
             raise EvalFileError(f"{path}: not valid JSON ({err})") from err
-        runs.append(parse_eval(data, str(run), entry, path, steps=steps))
+        runs.append(parse_eval(data, str(run), entries[run], path, steps=steps))
     return runs

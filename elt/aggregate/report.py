@@ -92,11 +92,26 @@ def _write_files(report: Report, out: Path) -> None:
     plots.fid_vs_loops_figure(report.runs, report.pairs, out / FIGURES[2])
 
 
-def write_report(report: Report, out_dir: str | Path) -> Path:
+def _write_text_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_report(report: Report, out_dir: str | Path,
+                 metrics_path: str | Path | None = None) -> Path:
     """Write all result files into `out_dir`, replacing it only once everything is written.
 
     Files go to a temporary sibling folder that is renamed into place at the end, so a failure
     leaves either the previous results or none, never a complete-looking partial folder.
+    `metrics_path`, when given, receives a copy of metrics.json outside `out_dir` (DVC cannot
+    track a metrics file inside a directory output), written after the folder is in place.
     """
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -114,4 +129,6 @@ def write_report(report: Report, out_dir: str | Path) -> Path:
             raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    if metrics_path is not None:
+        _write_text_atomic(Path(metrics_path), (out / "metrics.json").read_text())
     return out

@@ -1,0 +1,210 @@
+"""Aggregate stage end to end on hand-made eval.json files whose results are computed by hand.
+
+Grid (scale "tiny", family maskgit; GFLOPs grow linearly with L, as the paper's do):
+
+  run        kind     N L_max params | L: (GFLOPs, FID)
+  t-2x3-elt  elt      2 3     1000   | 1:(1,30) 2:(2,20) 3:(3,15) 4:(4,16)
+  t-2x3-van  vanilla  2 3     1000   | 1:(1,60) 2:(2,40) 3:(3,16) 4:(4,25)
+  t-6x1-uni  unique   6 1     3000   | 1:(3,14)
+  t-4x2-elt  elt      4 2     2000   | 1:(2,22) 2:(4,12) 3:(6,11.5)
+
+Front by hand (sweep by GFLOPs keeping FID records): (1,30) t-2x3-elt L1, (2,20) t-2x3-elt L2,
+(3,14) t-6x1-uni, (4,12) t-4x2-elt L2, (6,11.5) t-4x2-elt L3.
+ILSD - vanilla gaps (vanilla - ILSD): L1 30, L2 20, L3 1, L4 9; mean over L < 3 = 25.
+Looped vs unique (depth 6): elt 15 vs 14 (diff +1), vanilla 16 vs 14 (+2); params ratio 3.
+"""
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from PIL import Image
+
+from elt.aggregate import EvalFileError, build_report, report as report_mod, write_report
+
+ROOT = Path(__file__).resolve().parents[1]
+
+RUNS = {
+    "t-2x3-elt": dict(kind="elt", N=2, L_max=3, ilsd=True, params=1000,
+                      loops={1: (1, 30), 2: (2, 20), 3: (3, 15), 4: (4, 16)}),
+    "t-2x3-van": dict(kind="vanilla", N=2, L_max=3, ilsd=False, params=1000,
+                      loops={1: (1, 60), 2: (2, 40), 3: (3, 16), 4: (4, 25)}),
+    "t-6x1-uni": dict(kind="unique", N=6, L_max=1, ilsd=False, params=3000, loops={1: (3, 14)}),
+    "t-4x2-elt": dict(kind="elt", N=4, L_max=2, ilsd=True, params=2000,
+                      loops={1: (2, 22), 2: (4, 12), 3: (6, 11.5)}),
+}
+GRID = {name: {"scale": "tiny", "N": r["N"], "L_max": r["L_max"], "ilsd": r["ilsd"]}
+        for name, r in RUNS.items()}
+
+
+def _eval_json(name, r):
+    return {
+        "run": name, "family": "maskgit", "scale": "tiny", "N": r["N"], "L_max": r["L_max"],
+        "ilsd": r["ilsd"], "kind": r["kind"], "params": r["params"],
+        "params_total": r["params"] + 500,
+        "per_loop": {str(L): {"fid": f, "gflops": g, "samples_per_second": 100.0 / g,
+                              "is": 2.0 * L} for L, (g, f) in r["loops"].items()},
+    }
+
+
+@pytest.fixture()
+def runs_dir(tmp_path):
+    runs = tmp_path / "runs"
+    for name, r in RUNS.items():
+        (runs / name).mkdir(parents=True)
+        (runs / name / "eval.json").write_text(json.dumps(_eval_json(name, r)))
+    # A run removed from the grid: its folder stays on disk and must be ignored.
+    (runs / "old-removed").mkdir()
+    (runs / "old-removed" / "eval.json").write_text(json.dumps(
+        _eval_json("old-removed", dict(RUNS["t-2x3-elt"], loops={1: (0.1, 0.5)}))))
+    return runs
+
+
+def test_points_front_fit_and_comparisons(runs_dir):
+    rep = build_report(GRID, runs_dir, steps=8)
+    assert [(p.run, p.L) for p in rep.points] == [
+        ("t-2x3-elt", 1), ("t-2x3-elt", 2), ("t-2x3-elt", 3), ("t-2x3-elt", 4),
+        ("t-2x3-van", 1), ("t-2x3-van", 2), ("t-2x3-van", 3), ("t-2x3-van", 4),
+        ("t-6x1-uni", 1), ("t-4x2-elt", 1), ("t-4x2-elt", 2), ("t-4x2-elt", 3)]
+    assert [(p.run, p.L, p.gflops, p.fid) for p in rep.front] == [
+        ("t-2x3-elt", 1, 1.0, 30.0), ("t-2x3-elt", 2, 2.0, 20.0), ("t-6x1-uni", 1, 3.0, 14.0),
+        ("t-4x2-elt", 2, 4.0, 12.0), ("t-4x2-elt", 3, 6.0, 11.5)]
+    assert rep.fit.ok
+    a, b, c = rep.fit.coeffs
+    assert a >= 0 and b >= 0 and c >= 0
+
+    (pair,) = rep.pairs
+    assert (pair.ilsd_run, pair.vanilla_run) == ("t-2x3-elt", "t-2x3-van")
+    assert [(g.L, g.gap) for g in pair.loops] == [(1, 30.0), (2, 20.0), (3, 1.0), (4, 9.0)]
+    assert pair.mean_gap_below_L_max == pytest.approx(25.0)
+
+    assert [(c.looped_run, c.unique_run, c.depth, c.fid_looped, c.fid_unique, c.fid_diff,
+             c.params_ratio) for c in rep.vs_unique] == [
+        ("t-2x3-elt", "t-6x1-uni", 6, 15.0, 14.0, 1.0, 3.0),
+        ("t-2x3-van", "t-6x1-uni", 6, 16.0, 14.0, 2.0, 3.0)]
+
+    m = rep.metrics()
+    assert m["n_runs"] == 4 and m["n_points"] == 12 and m["n_front_points"] == 5
+    assert (m["best_fid"], m["best_fid_run"], m["best_fid_L"]) == (11.5, "t-4x2-elt", 3)
+    assert m["ilsd_vanilla_mean_gap"] == pytest.approx(25.0)
+    assert m["looped_minus_unique_mean_fid"] == pytest.approx(1.5)
+    assert (m["fit_a"], m["fit_b"], m["fit_c"]) == rep.fit.coeffs
+
+
+def test_written_files(runs_dir, tmp_path):
+    out = write_report(build_report(GRID, runs_dir, steps=8), tmp_path / "results",
+                       metrics_path=tmp_path / "results_metrics.json")
+
+    rows = list(csv.DictReader((out / "points.csv").open()))
+    assert len(rows) == 12
+    row = rows[2]  # t-2x3-elt at L = 3
+    assert (row["run"], row["kind"], row["N"], row["L"], row["L_max"], row["params"],
+            row["params_total"], row["steps"]) == ("t-2x3-elt", "elt", "2", "3", "3", "1000",
+                                                   "1500", "8")
+    assert float(row["gflops"]) == 3.0 and float(row["fid"]) == 15.0
+    assert float(row["is"]) == 6.0 and float(row["samples_per_second"]) == pytest.approx(100 / 3)
+    assert [r["on_front"] for r in rows].count("True") == 5
+
+    table = (out / "table.md").read_text()
+    assert "| t-2x3-elt | elt | 2N x 3L | 1K | 8 | 3 | 15.00 | 6.0 | 33.3 |" in table
+    assert "| t-6x1-uni * | unique | 6N x 1L | 3K | 8 | 3 | 14.00 | 2.0 | 33.3 |" in table
+
+    pareto = json.loads((out / "pareto.json").read_text())
+    assert [(p["run"], p["L"], p["label"]) for p in pareto["front"]] == [
+        ("t-2x3-elt", 1, "2x1"), ("t-2x3-elt", 2, "2x2"), ("t-6x1-uni", 1, "6x1"),
+        ("t-4x2-elt", 2, "4x2"), ("t-4x2-elt", 3, "4x3")]
+    assert pareto["fit"]["a"] is not None
+
+    summary = (out / "summary.md").read_text()
+    assert "| 1 | 30.00 | 60.00 | +30.00 |" in summary
+    assert "Mean gap over L < L_max: +25.000" in summary
+    assert "| t-2x3-elt (2x3) | t-6x1-uni | 6 | 15.00 | 14.00 | +1.00 |" in summary
+    assert "3.00x |" in summary
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics == json.loads((tmp_path / "results_metrics.json").read_text())
+    assert metrics["ilsd_vanilla_mean_gap"] == 25.0
+
+    for name in ("fid_vs_gflops.png", "fid_vs_params.png", "fid_vs_loops.png"):
+        with Image.open(out / name) as img:
+            img.verify()  # raises on a corrupt PNG
+        with Image.open(out / name) as img:
+            assert img.format == "PNG" and img.size[0] > 300 and img.size[1] > 200
+
+    plot_rows = list(csv.DictReader((out / "plots" / "fid_vs_gflops.csv").open()))
+    assert len(plot_rows) == 12 and set(plot_rows[0]) >= {"run", "L", "gflops", "fid"}
+    loops_rows = list(csv.DictReader((out / "plots" / "fid_vs_loops.csv").open()))
+    assert [(r["run"], r["L"], float(r["fid"])) for r in loops_rows][4] == ("t-2x3-van", "1", 60.0)
+    assert len(list(csv.DictReader((out / "plots" / "pareto_front.csv").open()))) == 5
+    params_rows = list(csv.DictReader((out / "plots" / "fid_vs_params.csv").open()))
+    assert [(r["run"], r["best_L"], float(r["fid"])) for r in params_rows] == [
+        ("t-2x3-elt", "3", 15.0), ("t-2x3-van", "3", 16.0), ("t-6x1-uni", "1", 14.0),
+        ("t-4x2-elt", "3", 11.5)]
+    # Nothing but the results folder and the metrics copy: no temp folders left behind.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results", "results_metrics.json", "runs"]
+
+
+def test_missing_eval_json_names_the_file(runs_dir):
+    (runs_dir / "t-6x1-uni" / "eval.json").unlink()
+    with pytest.raises(EvalFileError, match=r"t-6x1-uni/eval\.json"):
+        build_report(GRID, runs_dir)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d.update(N=3), "key 'N' is 3 but grid run 't-2x3-elt' has 2"),
+    (lambda d: d.update(kind="vanilla"), "make it 'elt'"),
+    (lambda d: d["per_loop"]["2"].pop("fid"), r"per_loop\['2'\] is missing key 'fid'"),
+    (lambda d: d["per_loop"]["1"].update(gflops=-1.0), r"per_loop\['1'\]\['gflops'\] must be"),
+    (lambda d: d.update(run="other"), "key 'run' is 'other'"),
+])
+def test_malformed_eval_json_errors_name_file_and_key(runs_dir, edit, message):
+    path = runs_dir / "t-2x3-elt" / "eval.json"
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+    with pytest.raises(EvalFileError, match=message) as err:
+        build_report(GRID, runs_dir)
+    assert str(path) in str(err.value)
+
+
+def test_failed_write_keeps_previous_results(runs_dir, tmp_path, monkeypatch):
+    rep = build_report(GRID, runs_dir)
+    out = write_report(rep, tmp_path / "results")
+    before = (out / "table.md").read_text()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    # Fault injection in the last file written: the old folder must survive untouched.
+    monkeypatch.setattr(report_mod.plots, "fid_vs_loops_figure", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        write_report(rep, out)
+    assert (out / "table.md").read_text() == before and (out / "fid_vs_loops.png").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results", "runs"]
+
+
+def test_stage_entry_point(runs_dir, tmp_path, monkeypatch):
+    """The DVC command on a real params.yaml: grid keys only, steps from sample.steps."""
+    import importlib.util
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["grid"] = {name: {**g, "scale": next(iter(params["scales"]))} for name, g in GRID.items()}
+    scale = params["grid"]["t-2x3-elt"]["scale"]
+    params["sample"]["steps"] = 12
+    for name in RUNS:  # the eval files must agree with the grid's scale
+        path = runs_dir / name / "eval.json"
+        data = json.loads(path.read_text())
+        data["scale"] = scale
+        path.write_text(json.dumps(data))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+
+    spec = importlib.util.spec_from_file_location("aggregate_stage", ROOT / "stages" / "aggregate.py")
+    stage = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stage)
+    monkeypatch.chdir(tmp_path)
+    assert stage.main(["--params", "params.yaml", "--runs", "runs", "--out", "results"]) == 0
+    rows = list(csv.DictReader(open("results/points.csv")))
+    assert {r["run"] for r in rows} == set(RUNS) and {r["steps"] for r in rows} == {"12"}
+    assert json.loads(Path("results_metrics.json").read_text())["n_front_points"] == 5
