@@ -39,8 +39,8 @@ class ConvBN:
     beta: np.ndarray
     mean: np.ndarray
     var: np.ndarray
-    stride: int
-    padding: tuple[int, int]  # (pad_h, pad_w), symmetric
+    stride: int | None = None  # as stored in the TorchScript file (a state_dict has no geometry)
+    padding: tuple[int, int] | None = None  # (pad_h, pad_w), symmetric
 
 
 @dataclass(frozen=True)
@@ -143,7 +143,7 @@ def _from_torchscript(root: ScriptModule, source: str) -> FidWeights:
 
 def _from_pytorch_fid_state_dict(state: dict, source: str) -> FidWeights:
     """pytorch-fid's ``pt_inception-2015-12-05`` state_dict: map its names onto ours."""
-    from elt.evaluation.pytorch_fid_names import PYTORCH_FID_TO_TORCHSCRIPT, conv_geometry
+    from elt.evaluation.pytorch_fid_names import PYTORCH_FID_TO_TORCHSCRIPT
 
     convs = {}
     for theirs, ours in PYTORCH_FID_TO_TORCHSCRIPT.items():
@@ -154,29 +154,51 @@ def _from_pytorch_fid_state_dict(state: dict, source: str) -> FidWeights:
         gamma = state.get(f"{theirs}.bn.weight")
         if gamma is not None and not np.allclose(gamma, 1.0):
             raise TorchFileError(f"{source}: {theirs}.bn.weight is not all ones (the TF graph has no BN scale)")
-        stride, padding = conv_geometry(ours)
         convs[ours] = ConvBN(
             weight=np.asarray(state[keys[0]], np.float32), beta=np.asarray(state[keys[1]], np.float32),
             mean=np.asarray(state[keys[2]], np.float32), var=np.asarray(state[keys[3]], np.float32),
-            stride=stride, padding=padding,
         )
     fc_w, fc_b = state.get("fc.weight"), state.get("fc.bias")
     return FidWeights(convs=convs, fc_weight=fc_w, fc_bias=fc_b, source=source)
 
 
-def load_fid_weights(path: str | Path, expected_sha1: str | None = FID_WEIGHTS_SHA1) -> FidWeights:
+def sha256_of(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_fid_weights(path: str | Path, check_hash: bool = True) -> FidWeights:
     """Read the FID Inception weights as numpy arrays (no torch needed).
 
-    ``path`` is the TorchScript ``default_1.pt`` (SHA1-checked against ``expected_sha1``), or a
-    pytorch-fid state_dict zip when ``expected_sha1`` is None (pass its own hash to check it).
+    ``path`` is the TorchScript ``default_1.pt`` (SHA1 must be ``FID_WEIGHTS_SHA1``) or pytorch-fid's
+    ``pt_inception-2015-12-05-6726825d.pth`` state_dict (SHA256 must start with ``6726825d``, the
+    check torch.hub does). ``check_hash=False`` skips the hash (tests of the reader only).
     """
+    from elt.evaluation.pytorch_fid_names import PYTORCH_FID_SHA256_PREFIX
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
             f"FID weights not found: {path} (run `dvc repro fetch_fid_weights` or pass --weights FILE)"
         )
-    if expected_sha1 is not None:
-        verify_sha1(path, expected_sha1)
+    if not zipfile.is_zipfile(path):
+        raise TorchFileError(f"{path}: not a zip file (expected the TorchScript FID Inception weights)")
+    with zipfile.ZipFile(path) as z:
+        is_torchscript = any("/code/" in n for n in z.namelist())  # scripted modules carry their code
+    # Hash before unpickling: a wrong file fails with both hashes named, not with a parse error.
+    if check_hash and is_torchscript:
+        verify_sha1(path, FID_WEIGHTS_SHA1)
+    elif check_hash:
+        digest = sha256_of(path)
+        if not digest.startswith(PYTORCH_FID_SHA256_PREFIX):
+            raise WeightsHashError(
+                f"{path}: SHA256 {digest} does not start with {PYTORCH_FID_SHA256_PREFIX} (pytorch-fid's "
+                f"pt_inception-2015-12-05 weights) and SHA1 {sha1_of(path)} is not {FID_WEIGHTS_SHA1} "
+                "(the TorchScript default_1.pt)"
+            )
     obj = load_torch_zip(path)
     if isinstance(obj, ScriptModule):
         weights = _from_torchscript(obj, str(path))

@@ -1,0 +1,137 @@
+"""The ``elt`` console script. One function per subcommand, registered in ``SUBCOMMANDS``.
+
+    elt fid PATH_A PATH_B [--weights FILE] [--batch-size 50]   # prints the FID as its last line
+    elt fid-stats PATH OUT.npz [--weights FILE]                # save Inception statistics of PATH
+    elt fetch-fid-weights [--out data/weights/fid_inception.pt]
+
+To add a subcommand: write ``add_<name>(subparsers)`` that creates its parser and sets
+``func=<handler(args) -> int>``, and append it to ``SUBCOMMANDS``.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+DEFAULT_WEIGHTS = Path("data/weights/fid_inception.pt")
+
+
+def _resolve_weights(arg: str | None) -> Path:
+    if arg is not None:
+        path = Path(arg)
+        if not path.is_file():
+            raise SystemExit(f"--weights: {path} does not exist")
+        return path
+    if DEFAULT_WEIGHTS.is_file():
+        return DEFAULT_WEIGHTS
+    raise SystemExit(
+        f"no FID Inception weights at {DEFAULT_WEIGHTS}: run `dvc repro fetch_fid_weights` "
+        "(or `elt fetch-fid-weights`) or pass --weights FILE"
+    )
+
+
+def _check_input(path: str) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise SystemExit(f"{p}: no such file or folder (expected an image folder, an .npz of uint8 images, "
+                         "or a statistics .npz)")
+    return p
+
+
+def _stats_of(path: Path, args, extractor_box: list):
+    """Statistics of an image folder / image .npz (Inception built once, lazily) or a stats .npz."""
+    from elt.evaluation import fid
+
+    if fid.is_stats_file(path):
+        mu, sigma, n = fid.load_stats(path)
+        return mu, sigma, n
+    images = fid.load_images(path)  # validates before the network is built
+    if not extractor_box:
+        from elt.evaluation.inception import InceptionFeatures
+
+        extractor_box.append(InceptionFeatures(_resolve_weights(args.weights), batch_size=args.batch_size))
+    return fid.stats_from_features(extractor_box[0](images, progress=True, desc=str(path)))
+
+
+def cmd_fid(args) -> int:
+    from elt.evaluation.fid import frechet_distance
+
+    a, b = _check_input(args.path_a), _check_input(args.path_b)
+    box: list = []
+    mu1, s1, n1 = _stats_of(a, args, box)
+    mu2, s2, n2 = _stats_of(b, args, box)
+    value = frechet_distance(mu1, s1, mu2, s2)
+    print(f"{a}: {n1} images; {b}: {n2} images", file=sys.stderr)
+    print(f"{value:.6f}")
+    return 0
+
+
+def cmd_fid_stats(args) -> int:
+    from elt.evaluation.fid import save_stats
+
+    src = _check_input(args.path)
+    mu, sigma, n = _stats_of(src, args, [])
+    out = save_stats(args.out, mu, sigma, n)
+    print(f"{out}: statistics of {n} images")
+    return 0
+
+
+def cmd_fetch_fid_weights(args) -> int:
+    from elt.evaluation.weights import fetch_fid_weights
+
+    print(fetch_fid_weights(args.out))
+    return 0
+
+
+def _add_weights_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--weights", default=None,
+                   help=f"FID Inception weights (default {DEFAULT_WEIGHTS}); the TorchScript default_1.pt "
+                        "or pytorch-fid's pt_inception-2015-12-05 file")
+    p.add_argument("--batch-size", type=int, default=50, help="images per Inception call")
+
+
+def add_fid(sub) -> None:
+    p = sub.add_parser("fid", help="FID between two image sets (folder / .npz of uint8 images / stats .npz)")
+    p.add_argument("path_a")
+    p.add_argument("path_b")
+    _add_weights_args(p)
+    p.set_defaults(func=cmd_fid)
+
+
+def add_fid_stats(sub) -> None:
+    p = sub.add_parser("fid-stats", help="save FID statistics (mu, sigma, n) of an image folder or .npz")
+    p.add_argument("path")
+    p.add_argument("out")
+    _add_weights_args(p)
+    p.set_defaults(func=cmd_fid_stats)
+
+
+def add_fetch_fid_weights(sub) -> None:
+    p = sub.add_parser("fetch-fid-weights", help="download and SHA1-check the FID Inception weights")
+    p.add_argument("--out", default=str(DEFAULT_WEIGHTS))
+    p.set_defaults(func=cmd_fetch_fid_weights)
+
+
+SUBCOMMANDS = [add_fid, add_fid_stats, add_fetch_fid_weights]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="elt", description="ELT: Elastic Looped Transformers pipeline tools")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in SUBCOMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "batch_size", 1) < 1:
+        raise SystemExit(f"--batch-size must be >= 1, got {args.batch_size}")
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as e:  # bad input: one clear line, no traceback
+        raise SystemExit(f"elt {args.command}: {e}") from None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

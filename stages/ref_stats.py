@@ -1,0 +1,49 @@
+"""Stage ref_stats: FID statistics of the real data, computed once per dataset and resolution.
+
+    python stages/ref_stats.py --params params.yaml
+
+Reads `data` (dataset, image_size, data_dir) and `eval` (ref_split, ref_num_images, batch_size,
+weights) from params.yaml; writes data/ref_stats/stats.npz (mu, sigma float64, n) and
+data/ref_stats/info.json (what the statistics are of).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from elt.config import load_params  # noqa: E402
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--out", default="data/ref_stats")
+    args = ap.parse_args(argv)
+
+    params = load_params(args.params)
+    weights = Path(params.eval.weights)
+    if not weights.is_file():
+        raise SystemExit(f"eval.weights: {weights} missing (run `dvc repro fetch_fid_weights`)")
+
+    from elt.data.datasets import load_image_dataset
+    from elt.evaluation.reference import compute_reference_stats
+
+    data = params.data
+    dataset = load_image_dataset(data.dataset, params.eval.ref_split, data.data_dir, data.image_size)
+    out = Path(args.out)
+    mu, sigma, n = compute_reference_stats(
+        dataset, weights, out / "stats.npz", batch_size=params.eval.batch_size,
+        max_images=params.eval.ref_num_images,
+    )
+    info = {"dataset": data.dataset, "split": params.eval.ref_split, "image_size": data.image_size, "n": n}
+    (out / "info.json").write_text(json.dumps(info, indent=1))
+    print(f"ref_stats: {n} images of {data.dataset}/{params.eval.ref_split} at {data.image_size}px -> {out}")
+
+
+if __name__ == "__main__":
+    main()
