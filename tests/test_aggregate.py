@@ -208,3 +208,28 @@ def test_stage_entry_point(runs_dir, tmp_path, monkeypatch):
     rows = list(csv.DictReader(open("results/points.csv")))
     assert {r["run"] for r in rows} == set(RUNS) and {r["steps"] for r in rows} == {"12"}
     assert json.loads(Path("results_metrics.json").read_text())["n_front_points"] == 5
+
+
+def test_twins_must_be_unambiguous_and_figures_exist_without_pairs(runs_dir, tmp_path):
+    from elt.aggregate.collect import load_runs
+    from elt.aggregate.compare import ilsd_vanilla_pairs
+
+    clone = _eval_json("t-2x3-van2", RUNS["t-2x3-van"])
+    (runs_dir / "t-2x3-van2").mkdir()
+    (runs_dir / "t-2x3-van2" / "eval.json").write_text(json.dumps(clone))
+    grid = dict(GRID, **{"t-2x3-van2": GRID["t-2x3-van"]})
+    with pytest.raises(ValueError, match=r"'t-2x3-elt' has several vanilla twins"):
+        ilsd_vanilla_pairs(load_runs(grid, runs_dir))
+
+    # Only the unique run and one ILSD run: no ILSD-vanilla pair, no equal-depth baseline.
+    small = {k: GRID[k] for k in ("t-6x1-uni", "t-4x2-elt")}
+    rep = build_report(small, runs_dir)
+    assert rep.pairs == () and rep.vs_unique == ()
+    assert [(p.run, p.L) for p in rep.front] == [("t-4x2-elt", 1), ("t-6x1-uni", 1),
+                                                 ("t-4x2-elt", 2), ("t-4x2-elt", 3)]
+    assert rep.metrics()["ilsd_vanilla_mean_gap"] is None
+    out = write_report(rep, tmp_path / "res")
+    for name in ("fid_vs_gflops.png", "fid_vs_params.png", "fid_vs_loops.png"):
+        with Image.open(out / name) as img:
+            assert img.format == "PNG"
+    assert "No ILSD run has a vanilla twin" in (out / "summary.md").read_text()

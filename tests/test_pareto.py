@@ -94,3 +94,21 @@ def test_fit_returns_none_with_reason(g, f, reason):
     assert fit.coeffs is None and not fit.ok
     assert reason in fit.reason
     assert fit.as_dict() == {"a": None, "b": None, "c": None, "reason": fit.reason}
+
+
+def test_fit_is_least_squares_optimal_against_grid_search():
+    """Independent reference: for fixed b the model is linear in (a, c), solved exactly with
+    non-negative least squares (scipy nnls) on a fine grid of b; curve_fit must do as well."""
+    from scipy.optimize import nnls
+
+    g = np.array([1.0, 2.0, 3.0, 4.0, 6.0])
+    f = np.array([30.0, 20.0, 14.0, 12.0, 11.5])
+    best_sse = np.inf
+    for b in np.linspace(0.0, 4.0, 4001):
+        design = np.stack([g ** -b, np.ones_like(g)], axis=1)
+        _, residual_norm = nnls(design, f)
+        best_sse = min(best_sse, residual_norm ** 2)
+    fit = fit_power_law(g, f)
+    sse = float(np.sum((power_law(g, *fit.coeffs) - f) ** 2))
+    assert sse <= best_sse * (1 + 1e-6) + 1e-12
+    assert sse == pytest.approx(best_sse, rel=1e-3)

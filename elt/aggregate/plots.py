@@ -23,12 +23,36 @@ _MARKERS = {"elt": "o", "vanilla": "s", "unique": "^"}
 _DPI = 120
 
 
-def _scale_colors(runs: Sequence[RunEval]) -> dict[str, tuple]:
+def _colors(names: Sequence[str]) -> dict[str, tuple]:
     from matplotlib import colormaps
 
-    scales = list(dict.fromkeys(r.scale for r in runs))
-    cmap = colormaps["tab10"]
-    return {s: cmap(i % 10) for i, s in enumerate(scales)}
+    names = list(dict.fromkeys(names))
+    cmap = colormaps["tab10" if len(names) <= 10 else "tab20"]
+    return {n: cmap(i % cmap.N) for i, n in enumerate(names)}
+
+
+def _plain_log_axis(axis, values: Sequence[float]) -> None:
+    """Log scale with plain-number ticks (1, 2, 5, 10, ...) instead of 2x10^0 labels.
+
+    Minor ticks get labels only when the data span at most three decades (all of them within
+    one decade, else 2x and 5x a power of ten); wider spans would crowd them.
+    """
+    import math
+
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    lo, hi = min(values), max(values)
+    decades = math.log10(hi / lo) if lo > 0 else math.inf
+    if decades <= 3:
+        shown = range(2, 10) if decades <= 1 else (2, 5)
+
+        def minor(v, _):
+            mantissa = round(v / 10 ** math.floor(math.log10(v) + 1e-9), 6)
+            return f"{v:g}" if mantissa in shown else ""
+        axis.set_minor_formatter(FuncFormatter(minor))
+    else:
+        axis.set_minor_formatter(NullFormatter())
 
 
 def _save(fig: Figure, path: Path) -> None:
@@ -44,13 +68,13 @@ def _kind_legend(ax, kinds: Sequence[str]) -> None:
 def fid_vs_gflops_figure(runs: Sequence[RunEval], front: Sequence[Point], fit: PowerLawFit,
                          path: Path) -> None:
     """Fig. 4: all points, faded per-run trends over L, the front, the power-law fit."""
-    colors = _scale_colors(runs)
-    fig = Figure(figsize=(7.5, 5.0))
+    colors = _colors([r.run for r in runs])
+    fig = Figure(figsize=(8.0, 5.4))
     ax = fig.add_subplot()
     for run in runs:
         g = [p.gflops for p in run.points]
         f = [p.fid for p in run.points]
-        color = colors[run.scale]
+        color = colors[run.run]
         # Faded line: one training run traversed by its inference loop count L.
         ax.plot(g, f, color=color, alpha=0.35, linewidth=1.2)
         ax.scatter(g, f, color=color, alpha=0.6, marker=_MARKERS[run.kind], s=28, zorder=2)
@@ -64,39 +88,46 @@ def fid_vs_gflops_figure(runs: Sequence[RunEval], front: Sequence[Point], fit: P
         lo, hi = min(p.gflops for p in front), max(p.gflops for p in front)
         grid = np.geomspace(lo / 1.15, hi * 1.15, 200)
         ax.plot(grid, power_law(grid, a, b, c), color="black", linewidth=1.5,
-                label=f"fit: FID = {a:.3g} G^-{b:.2f} + {c:.2f}")
-    for scale, color in colors.items():
-        ax.plot([], [], color=color, label=f"scale {scale}")
+                label=f"fit: FID = {a:.4g}$\\cdot G^{{-{b:.2f}}}$ + {c:.2f}")
+    for run in runs:
+        ax.plot([], [], color=colors[run.run], label=f"{run.run} ({run.kind}, {run.scale})")
     _kind_legend(ax, list(dict.fromkeys(r.kind for r in runs)))
     ax.set_xscale("log")
+    _plain_log_axis(ax.xaxis, [p.gflops for r in runs for p in r.points])
     ax.set_xlabel("inference GFLOPs per sample (log)")
     ax.set_ylabel("FID (lower is better)")
     ax.set_title("FID vs. inference GFLOPs (points labelled N x L)")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="upper right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     _save(fig, path)
 
 
 def fid_vs_params_figure(runs: Sequence[RunEval], path: Path) -> None:
     """Fig. 5: best FID of each run vs. its unique-layer parameters, one series per scale."""
-    colors = _scale_colors(runs)
+    colors = _colors([r.scale for r in runs])
     fig = Figure(figsize=(7.0, 4.8))
     ax = fig.add_subplot()
     for scale, color in colors.items():
-        series = sorted((r for r in runs if r.scale == scale), key=lambda r: r.params)
-        ax.plot([r.params for r in series], [r.best.fid for r in series], color=color,
-                alpha=0.5, label=f"scale {scale}")
+        series = [r for r in runs if r.scale == scale]
+        # The line joins the best FID at each parameter count (the scale's envelope); runs of
+        # equal size (ILSD and vanilla twins) show as separate markers on one x.
+        envelope: dict[int, float] = {}
+        for r in series:
+            envelope[r.params] = min(envelope.get(r.params, r.best.fid), r.best.fid)
+        xs = sorted(envelope)
+        ax.plot(xs, [envelope[x] for x in xs], color=color, alpha=0.5, label=f"scale {scale}")
         for r in series:
             ax.scatter(r.params, r.best.fid, color=color, marker=_MARKERS[r.kind], s=36, zorder=2)
             ax.annotate(r.best.label, (r.params, r.best.fid), textcoords="offset points",
                         xytext=(4, 3), fontsize=7, color=color)
     _kind_legend(ax, list(dict.fromkeys(r.kind for r in runs)))
     ax.set_xscale("log")
+    _plain_log_axis(ax.xaxis, [r.params for r in runs])
     ax.set_xlabel("# params (unique transformer layers, log)")
     ax.set_ylabel("best FID of the run")
     ax.set_title("Best FID vs. parameters (label: best N x L of each run)")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     _save(fig, path)
 
 
