@@ -8,6 +8,7 @@ from elt.training.step import (
     TrainConfig,
     TrainState,
     create_train_state,
+    drop_labels,
     eval_loss,
     eval_metrics,
     make_train_step,
@@ -16,7 +17,7 @@ from elt.training.step import (
 
 __all__ = [
     "TrainConfig", "TrainState", "batch_sharding", "cosine_mask", "cosine_mask_count",
-    "create_train_state", "eval_loss", "eval_metrics", "ilsd_loss", "lam_schedule", "lr_schedule",
+    "create_train_state", "drop_labels", "eval_loss", "eval_metrics", "ilsd_loss", "lam_schedule", "lr_schedule",
     "make_mesh", "make_optimizer", "make_train_step", "make_tx", "masked_accuracy", "masked_ce",
     "replicated", "shard_batch", "soft_ce", "weight_decay_mask",
 ]

@@ -92,12 +92,17 @@ def create_train_state(model, tc: TrainConfig, rng: jax.Array, mesh=None) -> Tra
     return jax.jit(init, out_shardings=replicated(mesh))(rng)
 
 
+def drop_labels(rng: jax.Array, labels: jax.Array, label_drop: float, uncond_label: int) -> jax.Array:
+    """Replace each label by the unconditional class with probability ``label_drop`` (CFG training)."""
+    drop = jax.random.uniform(rng, labels.shape) < label_drop
+    return jnp.where(drop, jnp.asarray(uncond_label, labels.dtype), labels)
+
+
 def _loss_and_metrics(model, tc: TrainConfig, params, batch, rng, step):
     r_mask, r_drop, r_L = jax.random.split(rng, 3)
     tokens, labels = batch["tokens"], batch["labels"]
     inputs, mask = cosine_mask(r_mask, tokens, model.mask_id)
-    drop = jax.random.uniform(r_drop, labels.shape) < tc.label_drop
-    labels = jnp.where(drop, jnp.asarray(model.uncond_label, labels.dtype), labels)
+    labels = drop_labels(r_drop, labels, tc.label_drop, model.uncond_label)
     lam = lam_schedule(step, tc.total_steps)
     if tc.ilsd:
         # One scalar L_int per step, as Alg. 1 (maxval exclusive -> L_min .. L_max-1).
