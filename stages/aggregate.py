@@ -4,8 +4,8 @@
 
 Reads exactly the keys of params.yaml's `grid` (folders of removed runs are ignored) and writes
 results/ atomically, plus a copy of results/metrics.json at results_metrics.json for
-`dvc metrics`. The sampling-step count shown in table.md comes from each eval.json's "steps" key,
-else from params.yaml `sample.steps` when present.
+`dvc metrics`. The sampling-step count shown in table.md comes from each eval.json's
+"sampling_steps" (or "steps") key, else from params.yaml `sample.steps`.
 """
 
 from __future__ import annotations
@@ -16,8 +16,11 @@ from pathlib import Path
 
 import yaml
 
-from elt.aggregate import build_report, write_report
-from elt.config import parse_params
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script from a checkout without `pip install -e`
+
+from elt.aggregate import EvalFileError, build_report, write_report  # noqa: E402
+from elt.config import parse_params  # noqa: E402
 
 
 def _read_params(path: Path):
@@ -43,7 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     metrics = args.metrics or args.out.with_name(f"{args.out.name}_metrics.json")
     grid, steps = _read_params(args.params)
-    report = build_report(grid, args.runs, steps=steps)
+    try:
+        report = build_report(grid, args.runs, steps=steps)
+    except (EvalFileError, ValueError) as err:
+        # A bad input is the user's to fix: one line naming the file and key, no traceback.
+        raise SystemExit(f"aggregate: {err}") from None
     out = write_report(report, args.out, metrics_path=metrics)
     m = report.metrics()
     print(f"aggregate: {m['n_points']} points from {m['n_runs']} runs, "

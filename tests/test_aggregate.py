@@ -233,3 +233,13 @@ def test_twins_must_be_unambiguous_and_figures_exist_without_pairs(runs_dir, tmp
         with Image.open(out / name) as img:
             assert img.format == "PNG"
     assert "No ILSD run has a vanilla twin" in (out / "summary.md").read_text()
+
+
+def test_steps_from_eval_json_override_the_default(runs_dir):
+    path = runs_dir / "t-6x1-uni" / "eval.json"
+    data = json.loads(path.read_text())
+    data["sampling_steps"] = 24  # the key the evaluate stage writes
+    path.write_text(json.dumps(data))
+    rep = build_report(GRID, runs_dir, steps=8)
+    assert {(p.run, p.steps) for p in rep.points if p.run in ("t-6x1-uni", "t-4x2-elt")} == {
+        ("t-6x1-uni", 24), ("t-4x2-elt", 8)}

@@ -120,7 +120,8 @@ def parse_eval(data: Mapping[str, Any], run: str, grid_entry: Mapping[str, Any],
                path: Path, steps: int | None = None) -> RunEval:
     """Validate one eval.json's content against its grid entry and return its points.
 
-    `steps` is the sampling-step count to report when eval.json carries no "steps" key.
+    `steps` is the sampling-step count to report when eval.json carries neither
+    "sampling_steps" nor "steps".
     """
     _require(isinstance(data, dict), path, f"top level must be an object, got {type(data).__name__}")
     for key in ("run", "family", "scale", "N", "L_max", "ilsd", "kind", "params", "per_loop"):
@@ -149,9 +150,11 @@ def parse_eval(data: Mapping[str, Any], run: str, grid_entry: Mapping[str, Any],
             _require(grid_entry[key] == data[key], path,
                      f"key {key!r} is {data[key]!r} but grid run {run!r} has {grid_entry[key]!r} "
                      "(stale eval.json? rerun the evaluate stage)")
-    file_steps = data.get("steps", steps)
+    # The evaluate stage writes "sampling_steps"; "steps" is accepted as well.
+    steps_key = next((k for k in ("sampling_steps", "steps") if data.get(k) is not None), None)
+    file_steps = data[steps_key] if steps_key else steps
     _require(file_steps is None or (_is_int(file_steps) and file_steps >= 1), path,
-             f"key 'steps' must be an integer >= 1 or null, got {file_steps!r}")
+             f"key {steps_key or 'steps'!r} must be an integer >= 1 or null, got {file_steps!r}")
 
     per_loop = data["per_loop"]
     _require(isinstance(per_loop, dict) and per_loop, path, "key 'per_loop' must be a non-empty object")

@@ -89,7 +89,8 @@ def fid_vs_gflops_figure(runs: Sequence[RunEval], front: Sequence[Point], fit: P
         grid = np.geomspace(lo / 1.15, hi * 1.15, 200)
         ax.plot(grid, power_law(grid, a, b, c), color="black", linewidth=1.5,
                 label=f"fit: FID = {a:.4g}$\\cdot G^{{-{b:.2f}}}$ + {c:.2f}")
-    for run in runs:
+    # Past ~20 runs a per-run legend outgrows the figure; colours then only group the trends.
+    for run in runs if len(runs) <= 20 else ():
         ax.plot([], [], color=colors[run.run], label=f"{run.run} ({run.kind}, {run.scale})")
     _kind_legend(ax, list(dict.fromkeys(r.kind for r in runs)))
     ax.set_xscale("log")
