@@ -110,6 +110,12 @@ def fetch_fid_weights(dest_path: str | Path = DEFAULT_WEIGHTS_PATH) -> Path:
     return dest
 
 
+def cached_fid_weights() -> Path:
+    """The weights in the user cache (``$ELT_CACHE_DIR`` or ``~/.cache/elt``), fetched on first use."""
+    cache = Path(os.environ.get("ELT_CACHE_DIR") or Path.home() / ".cache" / "elt")
+    return fetch_fid_weights(cache / "fid_inception.pt")
+
+
 def _padding_pair(value, where: str) -> tuple[int, int]:
     if isinstance(value, int):
         return (value, value)
