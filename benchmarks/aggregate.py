@@ -21,7 +21,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from elt.aggregate import build_report, fit_power_law, pareto_front, power_law, write_report  # noqa: E402
+from elt.aggregate import (build_report, fit_power_law, pareto_front,  # noqa: E402
+                           power_law, write_report)
 
 A, B, C = 1922.5, 0.95, 1.48
 

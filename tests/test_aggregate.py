@@ -158,6 +158,7 @@ def test_missing_eval_json_names_the_file(runs_dir):
     (lambda d: d["per_loop"]["2"].pop("fid"), r"per_loop\['2'\] is missing key 'fid'"),
     (lambda d: d["per_loop"]["1"].update(gflops=-1.0), r"per_loop\['1'\]\['gflops'\] must be"),
     (lambda d: d.update(run="other"), "key 'run' is 'other'"),
+    (lambda d: d["per_loop"].update({"01": d["per_loop"]["1"]}), "without leading zeros"),
 ])
 def test_malformed_eval_json_errors_name_file_and_key(runs_dir, edit, message):
     path = runs_dir / "t-2x3-elt" / "eval.json"
@@ -190,8 +191,8 @@ def test_stage_entry_point(runs_dir, tmp_path, monkeypatch):
     import importlib.util
 
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["grid"] = {name: {**g, "scale": next(iter(params["scales"]))} for name, g in GRID.items()}
-    scale = params["grid"]["t-2x3-elt"]["scale"]
+    scale = next(iter(params["scales"]))  # a scale the real config defines
+    params["grid"] = {name: {**g, "scale": scale} for name, g in GRID.items()}
     params["sample"]["steps"] = 12
     for name in RUNS:  # the eval files must agree with the grid's scale
         path = runs_dir / name / "eval.json"
@@ -200,7 +201,8 @@ def test_stage_entry_point(runs_dir, tmp_path, monkeypatch):
         path.write_text(json.dumps(data))
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
 
-    spec = importlib.util.spec_from_file_location("aggregate_stage", ROOT / "stages" / "aggregate.py")
+    spec = importlib.util.spec_from_file_location("aggregate_stage",
+                                                  ROOT / "stages" / "aggregate.py")
     stage = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(stage)
     monkeypatch.chdir(tmp_path)

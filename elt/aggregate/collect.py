@@ -123,16 +123,19 @@ def parse_eval(data: Mapping[str, Any], run: str, grid_entry: Mapping[str, Any],
     `steps` is the sampling-step count to report when eval.json carries neither
     "sampling_steps" nor "steps".
     """
-    _require(isinstance(data, dict), path, f"top level must be an object, got {type(data).__name__}")
+    _require(isinstance(data, dict), path,
+             f"top level must be an object, got {type(data).__name__}")
     for key in ("run", "family", "scale", "N", "L_max", "ilsd", "kind", "params", "per_loop"):
         _require(key in data, path, f"missing key {key!r}")
     _require(data["run"] == run, path,
              f"key 'run' is {data['run']!r} but the file belongs to grid run {run!r}")
-    _require(data["kind"] in KINDS, path, f"key 'kind' must be one of {KINDS}, got {data['kind']!r}")
+    _require(data["kind"] in KINDS, path,
+             f"key 'kind' must be one of {KINDS}, got {data['kind']!r}")
     for key in ("N", "L_max"):
         _require(_is_int(data[key]) and data[key] >= 1, path,
                  f"key {key!r} must be an integer >= 1, got {data[key]!r}")
-    _require(isinstance(data["ilsd"], bool), path, f"key 'ilsd' must be a boolean, got {data['ilsd']!r}")
+    _require(isinstance(data["ilsd"], bool), path,
+             f"key 'ilsd' must be a boolean, got {data['ilsd']!r}")
     _require(_is_int(data["params"]) and data["params"] > 0, path,
              f"key 'params' must be a positive integer, got {data['params']!r}")
     params_total = data.get("params_total")
@@ -157,12 +160,15 @@ def parse_eval(data: Mapping[str, Any], run: str, grid_entry: Mapping[str, Any],
              f"key {steps_key or 'steps'!r} must be an integer >= 1 or null, got {file_steps!r}")
 
     per_loop = data["per_loop"]
-    _require(isinstance(per_loop, dict) and per_loop, path, "key 'per_loop' must be a non-empty object")
+    _require(isinstance(per_loop, dict) and per_loop, path,
+             "key 'per_loop' must be a non-empty object")
     points = []
     for loop_key, metrics in per_loop.items():
         where = f"per_loop[{loop_key!r}]"
-        _require(isinstance(loop_key, str) and loop_key.isdigit() and int(loop_key) >= 1, path,
-                 f"{where}: loop count must be an integer >= 1")
+        # Canonical spelling only: "01" next to "1" would silently give two L = 1 points.
+        _require(isinstance(loop_key, str) and loop_key.isdigit() and int(loop_key) >= 1
+                 and str(int(loop_key)) == loop_key, path,
+                 f"{where}: loop count must be an integer >= 1 written without leading zeros")
         _require(isinstance(metrics, dict), path, f"{where} must be an object")
         for key in ("fid", "gflops"):
             _require(key in metrics, path, f"{where} is missing key {key!r}")

@@ -74,7 +74,7 @@ def _config(run: RunEval) -> tuple:
 
 
 def ilsd_vanilla_pairs(runs: Sequence[RunEval]) -> list[IlsdVanillaPair]:
-    """Pair each ILSD run with its vanilla twin, in grid order; ILSD runs without a twin are left out.
+    """Pair each ILSD run with its vanilla twin, in grid order; runs without one are left out.
 
     Two candidate twins for one ILSD run make the comparison ambiguous: ValueError naming them.
     """
