@@ -59,7 +59,7 @@ def test_params_do_not_depend_on_L_and_loop_is_N_not_NL():
     p_unique = jax.eval_shape(unique.init, jax.random.key(0))
     assert 3 * looped.num_params(p_looped, True) == unique.num_params(p_unique, True)
     # The same params run at any L (structure fixed at init, no L argument anywhere).
-    params = looped.init(jax.random.key(0))
+    params = jax.jit(looped.init)(jax.random.key(0))
     t, l = jnp.zeros((1, 16), jnp.int32), jnp.zeros((1,), jnp.int32)
     f = jax.jit(looped.apply)
     outs = [f(params, t, l, L) for L in (1, 2, 7)]

@@ -1,0 +1,193 @@
+"""Masking schedule, label drop, optimizer, TrainConfig validation, train step and data-parallel mesh."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from elt.models import build_model
+from elt.training import (
+    TrainConfig, cosine_mask, cosine_mask_count, create_train_state, drop_labels, eval_loss,
+    lr_schedule, make_train_step, masked_ce, weight_decay_mask,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = dict(codebook_size=16, num_classes=4, grid=(4, 4), d_model=32, num_heads=4, mlp_dim=64, N=2)
+
+
+# ---- masking --------------------------------------------------------------------------------
+def test_cosine_mask_count_by_hand():
+    r = jnp.array([0.0, 0.5, 1 / 3, 0.999])
+    # floor(16 cos(0)) = 16; floor(16 cos(pi/4)) = floor(11.31) = 11;
+    # floor(16 cos(pi/6)) = floor(13.86) = 13; floor(16 cos(0.4995 pi)) = 0 -> at least 1.
+    assert cosine_mask_count(r, 16).tolist() == [16, 11, 13, 1]
+
+
+def test_cosine_mask_exact_counts_and_mask_id():
+    tokens = jax.random.randint(jax.random.key(0), (64, 16), 0, 16)
+    masked, mask = cosine_mask(jax.random.key(1), tokens, 16)
+    r_ratio, _ = jax.random.split(jax.random.key(1))
+    expected = cosine_mask_count(jax.random.uniform(r_ratio, (64,)), 16)
+    np.testing.assert_array_equal(mask.sum(1), expected)
+    np.testing.assert_array_equal(np.where(mask, 16, tokens), masked)
+    assert not np.any(np.asarray(tokens)[np.asarray(mask)] == 16)  # codebook ids never collide with mask_id
+
+
+def test_cosine_mask_mean_fraction():
+    # E[cos(pi r / 2)] = 2/pi for r ~ U[0,1); the floor lowers it by about 0.5/S.
+    S = 256
+    _, mask = cosine_mask(jax.random.key(3), jnp.zeros((4000, S), jnp.int32), 1024)
+    assert abs(float(mask.mean()) - (2 / math.pi - 0.5 / S)) < 0.01
+
+
+def test_drop_labels_rate_and_value():
+    labels = jnp.zeros((20000,), jnp.int32)
+    dropped = drop_labels(jax.random.key(0), labels, 0.1, 7)
+    assert set(np.unique(dropped).tolist()) == {0, 7}
+    assert abs(float((dropped == 7).mean()) - 0.1) < 0.01
+    np.testing.assert_array_equal(drop_labels(jax.random.key(0), labels, 0.0, 7), labels)
+
+
+# ---- optimizer ------------------------------------------------------------------------------
+def test_lr_schedule_values():
+    s = lr_schedule(1e-3, 10, 110, "cosine")
+    np.testing.assert_allclose([s(0), s(5), s(10), s(60), s(110)], [0, 5e-4, 1e-3, 5e-4, 0], atol=1e-9)
+    c = lr_schedule(1e-3, 10, 110, "constant")
+    np.testing.assert_allclose([c(5), c(100)], [5e-4, 1e-3], atol=1e-9)
+    with pytest.raises(ValueError, match="linear"):
+        lr_schedule(1e-3, 10, 110, "linear")
+
+
+def test_weight_decay_only_on_matrices():
+    model = build_model("maskgit", **TINY)
+    mask = weight_decay_mask(jax.eval_shape(model.init, jax.random.key(0)))
+    layer = mask["block"]["layers"]["layer"]
+    assert layer["mlp_in"]["kernel"] and layer["attn"]["query"]["kernel"] and mask["embed"]["tok"]["embedding"]
+    assert not layer["mlp_in"]["bias"] and not layer["ln_attn"]["scale"] and not layer["ln_mlp"]["bias"]
+    assert not mask["head"]["ln_final"]["scale"] and not mask["embed"]["pos_embedding"]
+
+
+# ---- config validation ----------------------------------------------------------------------
+def test_train_config_validation():
+    with pytest.raises(ValueError, match=r"L_min=3, L_max=3"):
+        TrainConfig(batch_size=8, total_steps=10, L_max=3, L_min=3)
+    with pytest.raises(ValueError, match="L_min=0"):
+        TrainConfig(batch_size=8, total_steps=10, L_max=3, L_min=0)
+    with pytest.raises(ValueError, match="label_drop=1.5"):
+        TrainConfig(batch_size=8, total_steps=10, L_max=3, label_drop=1.5)
+    with pytest.raises(ValueError, match="batch_size=0"):
+        TrainConfig(batch_size=0, total_steps=10, L_max=3)
+    TrainConfig(batch_size=8, total_steps=10, L_max=1, ilsd=False)  # unique-depth baseline is valid
+
+
+# ---- train step -----------------------------------------------------------------------------
+def _batch(B=8, seed=0):
+    r1, r2 = jax.random.split(jax.random.key(seed))
+    return {"tokens": jax.random.randint(r1, (B, 16), 0, 16), "labels": jax.random.randint(r2, (B,), 0, 4)}
+
+
+def test_train_step_metrics_and_L_int_range():
+    model = build_model("maskgit", **TINY)
+    tc = TrainConfig(batch_size=8, total_steps=40, L_max=4, L_min=2, lr=3e-3, warmup_steps=2)
+    state = create_train_state(model, tc, jax.random.key(0))
+    step = make_train_step(model, tc)
+    batch = _batch()
+    seen, losses = set(), []
+    for s in range(40):
+        state, m = step(state, batch, jax.random.key(s))
+        assert set(m) == {"loss", "gt_teacher", "gt_student", "distill", "lam", "L_int", "accuracy"}
+        np.testing.assert_allclose(m["lam"], 1 - s / 40, atol=1e-6)
+        lam = float(m["lam"])
+        np.testing.assert_allclose(m["loss"], m["gt_teacher"] + lam * m["gt_student"] + (1 - lam) * m["distill"], rtol=1e-5)
+        seen.add(int(m["L_int"]))
+        losses.append(float(m["gt_teacher"]))
+    assert seen == {2, 3}  # U{L_min .. L_max-1}
+    assert int(state.step) == 40
+    assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.3  # it learns the fixed batch
+
+
+def test_eval_loss_matches_direct_computation():
+    model = build_model("maskgit", **TINY)
+    params = jax.jit(model.init)(jax.random.key(0))
+    batch, rng = _batch(), jax.random.key(5)
+    inputs, mask = cosine_mask(rng, batch["tokens"], model.mask_id)
+    for L in (1, 3):
+        direct = masked_ce(jax.jit(model.apply)(params, inputs, batch["labels"], L), batch["tokens"], mask)
+        np.testing.assert_allclose(eval_loss(model, params, batch, rng, L), direct, rtol=1e-5)
+    with pytest.raises(ValueError, match="L=0"):
+        eval_loss(model, params, batch, rng, 0)
+
+
+_MESH_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import jax, jax.numpy as jnp
+    from elt.models import build_model
+    from elt.training import TrainConfig, create_train_state, make_train_step, make_mesh, shard_batch
+    TINY = dict(codebook_size=16, num_classes=4, grid=(4, 4), d_model=32, num_heads=4, mlp_dim=64, N=2)
+    model = build_model("maskgit", **TINY)
+    tc = TrainConfig(batch_size=16, total_steps=10, L_max=3, lr=1e-2, warmup_steps=1)
+    r1, r2 = jax.random.split(jax.random.key(9))
+    host_batch = {"tokens": jax.random.randint(r1, (16, 16), 0, 16), "labels": jax.random.randint(r2, (16,), 0, 4)}
+    result = {"devices": jax.device_count()}
+    # mesh=None: plain jit on the default (single) device; "mesh": data-parallel over all devices.
+    for mode, mesh in (("single", None), ("mesh", make_mesh())):
+        state = create_train_state(model, tc, jax.random.key(0), mesh)
+        step = make_train_step(model, tc, mesh)
+        batch = host_batch if mesh is None else shard_batch(host_batch, mesh)
+        if mesh is not None:
+            assert len(batch["tokens"].sharding.device_set) == jax.device_count()
+        out = []
+        for s in range(3):
+            state, m = step(state, batch, jax.random.key(s))
+            out.append({k: float(v) for k, v in m.items()})
+        result[mode] = {"metrics": out, "param_sum": float(sum(jnp.sum(jnp.abs(x)) for x in jax.tree.leaves(state.params))),
+                        "param_devices": len(jax.tree.leaves(state.params)[0].sharding.device_set)}
+    print(json.dumps(result))
+    """
+)
+
+
+def _run_mesh_script(devices):
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+               PYTHONPATH=str(REPO), JAX_PLATFORMS="cpu")
+    out = subprocess.run([sys.executable, "-c", _MESH_SCRIPT], env=env, cwd=REPO,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_same_loss_on_one_and_eight_devices():
+    result = _run_mesh_script(8)
+    single, sharded = result["single"], result["mesh"]
+    assert (result["devices"], single["param_devices"], sharded["param_devices"]) == (8, 1, 8)
+    for a, b in zip(single["metrics"], sharded["metrics"]):
+        for key in a:
+            np.testing.assert_allclose(b[key], a[key], rtol=2e-5, atol=1e-6, err_msg=key)
+    np.testing.assert_allclose(sharded["param_sum"], single["param_sum"], rtol=1e-5)
+
+
+def test_mesh_rejects_indivisible_batch():
+    code = textwrap.dedent(
+        """
+        import jax
+        from elt.models import build_model
+        from elt.training import TrainConfig, make_train_step, make_mesh
+        model = build_model("maskgit", codebook_size=16, num_classes=4, grid=(4, 4), d_model=32, num_heads=4, mlp_dim=64, N=2)
+        try:
+            make_train_step(model, TrainConfig(batch_size=6, total_steps=2, L_max=2), make_mesh())
+        except ValueError as e:
+            print("ERR", e)
+        """
+    )
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", PYTHONPATH=str(REPO), JAX_PLATFORMS="cpu")
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert "ERR batch_size=6 is not divisible by the 4 devices" in out.stdout, out.stderr[-2000:]
