@@ -6,8 +6,9 @@ Step k of K (ratio = (k+1)/K), following google-research/maskgit's decoder:
      (the paper's "sampling temperature" applies here, to the token draw);
   3. confidence = log P(sampled token) under the *untempered* softmax (as MaskGIT), +inf for
      tokens already known, plus Gumbel noise * choice_temperature * (1 - ratio);
-  4. keep masked the n = floor(S * cos(pi/2 * ratio)) least confident, n clamped to
-     [1, unknown - 1] before the last step and 0 at the last step, so every position is filled.
+  4. keep masked the n = floor(S * cos(pi/2 * ratio)) least confident, n clamped as
+     max(1, min(unknown - 1, n)) before the last step and 0 at the last step, so every position
+     is filled after K steps (and at least one token is revealed per step while possible).
 Positions are ranked (not thresholded), so exactly n stay masked even with tied confidences.
 """
 
@@ -89,7 +90,9 @@ def make_sampler(model, sc: SamplerConfig, with_history: bool = False):
 
             n_unknown = jnp.sum(unknown, axis=-1)
             n = jnp.floor(S * jnp.cos(jnp.pi / 2 * ratio)).astype(jnp.int32)
-            n = jnp.clip(n, 1, n_unknown - 1)
+            # MaskGIT's order: max(1, min(unknown - 1, n)). When K > S the interval is empty near
+            # the end; the lower bound wins so one token stays masked until the last step.
+            n = jnp.maximum(1, jnp.minimum(n_unknown - 1, n))
             n = jnp.where(k == K - 1, 0, n)
             # Exactly n lowest-confidence positions stay masked (known ones rank last: +inf).
             ranks = jnp.argsort(jnp.argsort(conf, axis=-1), axis=-1)

@@ -1,0 +1,102 @@
+"""MaskGIT sampler: valid ids, all filled, masked counts per step, determinism, dynamic L, CFG."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from elt.models import build_model
+from elt.sampling import SamplerConfig, make_sampler, masked_count_schedule
+
+TINY = dict(codebook_size=16, num_classes=4, grid=(4, 4), d_model=32, num_heads=4, mlp_dim=64, N=2)
+
+
+@pytest.fixture(scope="module")
+def setup():
+    model = build_model("maskgit", **TINY)
+    params = jax.jit(model.init)(jax.random.key(0))
+    return model, params
+
+
+def expected_masked_after_each_step(S, K):
+    """Hand version of the rule: max(1, min(unknown-1, floor(S cos(pi/2 (k+1)/K)))), 0 at the end."""
+    out, unknown = [], S
+    for k in range(K):
+        n = math.floor(S * math.cos(math.pi / 2 * (k + 1) / K))
+        n = 0 if k == K - 1 else max(1, min(unknown - 1, n))
+        out.append(n)
+        unknown = n
+    return out
+
+
+def test_schedule_by_hand():
+    # S=16, K=4: floor(16 cos(pi/8)) = 14, floor(16 cos(pi/4)) = 11, floor(16 cos(3pi/8)) = 6, then 0.
+    assert masked_count_schedule(16, 4) == [14, 11, 6, 0]
+    assert expected_masked_after_each_step(16, 4) == [14, 11, 6, 0]
+    # K = 24 on 16 tokens: the clamp (at least one more token per step) must kick in.
+    exp = expected_masked_after_each_step(16, 24)
+    assert exp == list(range(15, 0, -1)) + [1] * 8 + [0]
+
+
+@pytest.mark.parametrize("K,cfg_scale", [(4, 1.0), (24, 3.0)])
+def test_sample_valid_filled_and_follows_schedule(setup, K, cfg_scale):
+    model, params = setup
+    sample = make_sampler(model, SamplerConfig(steps=K, cfg_scale=cfg_scale), with_history=True)
+    labels = jnp.array([0, 1, 2, 3, 4], jnp.int32)  # 4 = unconditional
+    tokens, history = sample(params, labels, 2, jax.random.key(3))
+    tokens = np.asarray(tokens)
+    assert tokens.dtype == np.int32 and tokens.shape == (5, 16)
+    assert tokens.min() >= 0 and tokens.max() < 16  # never mask_id or class ids
+    np.testing.assert_array_equal(history, np.tile(expected_masked_after_each_step(16, K), (5, 1)))
+
+
+def test_deterministic_given_rng_and_depends_on_it(setup):
+    model, params = setup
+    sample = make_sampler(model, SamplerConfig(steps=6))
+    labels = jnp.arange(4, dtype=jnp.int32)
+    a = sample(params, labels, 2, jax.random.key(11))
+    b = sample(params, labels, 2, jax.random.key(11))
+    c = sample(params, labels, 2, jax.random.key(12))
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_L_is_dynamic_one_compile(setup):
+    model, params = setup
+    sample = make_sampler(model, SamplerConfig(steps=4))
+    labels = jnp.arange(4, dtype=jnp.int32)
+    outs = [np.asarray(sample(params, labels, L, jax.random.key(0))) for L in (1, 2, 3, 6)]
+    assert sample._cache_size() == 1  # no recompilation per L, L=6 beyond any L_max
+    assert len({o.tobytes() for o in outs}) > 1  # L changes the network, hence the samples
+
+
+def test_peaked_model_is_decoded_exactly(setup):
+    """With logits that put all mass on a known token per position, the sampler must return it."""
+    model, params = setup
+    # Head kernel 0 and bias = a huge one-hot of token 7: every position's distribution is a point mass.
+    p = dict(params)
+    p["head"] = dict(p["head"], out={"kernel": jnp.zeros_like(params["head"]["out"]["kernel"]),
+                                     "bias": 1e4 * jax.nn.one_hot(7, 16)})
+    tokens = make_sampler(model, SamplerConfig(steps=5, cfg_scale=2.0))(p, jnp.arange(3, dtype=jnp.int32), 3, jax.random.key(0))
+    np.testing.assert_array_equal(tokens, np.full((3, 16), 7))
+
+
+def test_cfg_combines_conditional_and_unconditional(setup):
+    from elt.sampling.maskgit import _guided_logits
+
+    model, params = setup
+    tokens = jax.random.randint(jax.random.key(1), (2, 16), 0, 17)
+    labels = jnp.array([1, 2], jnp.int32)
+    c = model.apply(params, tokens, labels, 2)
+    u = model.apply(params, tokens, jnp.full((2,), 4, jnp.int32), 2)
+    np.testing.assert_allclose(_guided_logits(model, params, tokens, labels, 2, 3.0), u + 3.0 * (c - u), atol=1e-4)
+    np.testing.assert_allclose(_guided_logits(model, params, tokens, labels, 2, 1.0), c, atol=1e-6)
+
+
+def test_sampler_config_validation():
+    with pytest.raises(ValueError, match="steps=0"):
+        SamplerConfig(steps=0)
+    with pytest.raises(ValueError, match="temperature_bias"):
+        SamplerConfig(temperature_bias=0.0)
