@@ -234,7 +234,11 @@ class RunTracker:
             root = artifact_root_for(self.tracking_uri)
             location = f"{root}/{self.experiment}" if root else None
             try:
-                return client.create_experiment(self.experiment, artifact_location=location)
+                # The kind tag makes the MLflow UI open the experiment in its model-training view
+                # (metric charts) rather than the GenAI one.
+                return client.create_experiment(
+                    self.experiment, artifact_location=location,
+                    tags={"mlflow.experimentKind": "custom_model_development"})
             except MlflowException:  # created meanwhile by a parallel stage
                 exp = client.get_experiment_by_name(self.experiment)
                 if exp is None:
