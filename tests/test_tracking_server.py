@@ -30,34 +30,39 @@ STAGE = textwrap.dedent("""
     import json, sys
     from pathlib import Path
     from elt.tracking import RunTracker
-    stage, out = sys.argv[1], Path(sys.argv[2])
+    stage, out, key = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
     config = {"model": {"N": 2, "L_max": 2, "d": 32}, "train": {"lr": 1e-4, "steps": 3},
               "remote": "https://alice:hunter2@mlflow.example.com", "gcs_token": "ya29.secret"}
-    with RunTracker.for_grid_point("tiny-2x2-ilsd", dataset="digits:1.0.0",
-                                   tokenizer="vq-md5:0123abcd") as run:
-        run.log_params(config)
-        if stage == "train":
-            for step, loss in enumerate([3.0, 2.5, 2.25]):
-                run.log_metrics({"train/loss": loss}, step=step)
-            (out / "metrics.json").write_text(json.dumps({"loss": 2.25}))
-            run.log_artifact(out / "metrics.json", "train")
-        else:
+    if stage == "train":  # the style of stages/train.py: no `with`, ended at exit
+        run = RunTracker.for_grid_point(key, stage="train", config=config,
+                                        params_hash="cfg0123", dataset="digits:1.0.0",
+                                        tokenizer="vq-md5:0123abcd")
+        for step, loss in enumerate([3.0, 2.5, 2.25]):
+            run.log_metrics({"train/loss": loss}, step=step)
+        (out / "metrics.json").write_text(json.dumps({"loss": 2.25}))
+        run.log_artifact(out / "metrics.json", "train")
+        print("RUN_ID", run.run_id)
+        if "crash" in sys.argv:
+            raise RuntimeError("training diverged")
+    else:
+        with RunTracker.for_grid_point(key, dataset="digits:1.0.0") as run:
+            run.log_params(config)
             per_loop = {"1": {"fid": 80.5}, "2": {"fid": 61.25}, "4": {"fid": 70.0}}
             run.log_params({"sample": {"loops": [1, 2, 4]}})
             run.log_metric_history("fid", {L: v["fid"] for L, v in per_loop.items()})
-            (out / "eval.json").write_text(json.dumps({"run": "tiny-2x2-ilsd",
-                                                       "per_loop": per_loop}))
+            (out / "eval.json").write_text(json.dumps({"run": key, "per_loop": per_loop}))
             run.log_artifact(out / "eval.json")
-        print("RUN_ID", run.run_id)
+            print("RUN_ID", run.run_id)
     print("STAGE DONE")
 """)
 
 
-def run_stage(stage: str, uri: str, out: Path, timeout_s: float = 120) -> subprocess.CompletedProcess:
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "DVC_STAGE": f"{stage}@{KEY}",
+def run_stage(stage: str, uri: str, out: Path, timeout_s: float = 120, key: str = KEY,
+              *extra: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "DVC_STAGE": f"{stage}@{key}",
            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     env.pop("DVC_EXP_NAME", None)
-    return subprocess.run([sys.executable, "-c", STAGE, stage, str(out)], env=env, cwd=out,
+    return subprocess.run([sys.executable, "-c", STAGE, stage, str(out), key, *extra], env=env, cwd=out,
                           capture_output=True, text=True, timeout=timeout_s)
 
 
@@ -104,7 +109,8 @@ def test_two_stages_share_one_run(server, tmp_path):
     assert f"dvc.stage.train_{KEY}.git_commit" in tags
     assert f"dvc.stage.evaluate_{KEY}.git_commit" in tags
     assert tags["elt.dataset"] == "digits:1.0.0" and tags["elt.tokenizer"] == "vq-md5:0123abcd"
-    assert len(tags["elt.params_hash"]) == 12
+    assert tags["elt.params_hash"] == "cfg0123"
+    assert len(tags["elt.logged_params_hash"]) == 12
     assert not any("hunter2" in v or "ya29" in v for v in [*params.values(), *tags.values()])
 
     fid = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, "fid"))
@@ -116,6 +122,14 @@ def test_two_stages_share_one_run(server, tmp_path):
     assert top == {"eval.json", "train"}
     assert [a.path for a in client.list_artifacts(run.info.run_id, "train")] == [
         "train/metrics.json"]
+
+
+def test_run_without_with_is_failed_after_a_crash(server, tmp_path):
+    proc = run_stage("train", server, tmp_path, 120, "tiny-crash", "crash")
+    assert proc.returncode == 1 and "training diverged" in proc.stderr
+    run_id = next(line.split()[1] for line in proc.stdout.splitlines()
+                  if line.startswith("RUN_ID"))
+    assert MlflowClient(tracking_uri=server).get_run(run_id).info.status == "FAILED"
 
 
 def test_changed_params_retire_the_old_run(server):

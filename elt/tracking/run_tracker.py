@@ -13,6 +13,9 @@ Usage (in a stage)::
         run.log_metric_history("fid", {1: 80.2, 2: 61.0})
         run.log_artifact("runs/tiny-2x2-ilsd/eval.json")
 
+Without ``with`` (``tracker = RunTracker.for_grid_point(key, stage="train", config=cfg)``) the
+run opens on first use and is ended at process exit (FAILED after an uncaught exception).
+
 Every call is best effort (``guard.py``): on the first failure tracking is off for the process,
 one warning is emitted and the stage carries on. Caller mistakes (bad names, non-numeric metrics,
 missing artifact files) raise ValueError/TypeError/FileNotFoundError before any MLflow call.
@@ -20,9 +23,11 @@ missing artifact files) raise ValueError/TypeError/FileNotFoundError before any 
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import re
+import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -62,10 +67,17 @@ _REMOTE_TIMEOUTS = {"probe": 5.0, "call": 15.0, "artifact": 120.0}
 class RunTracker:
     """The MLflow run of one grid point (or of the aggregate summary)."""
 
-    def __init__(self, run_key: str, experiment: str = "elt", *, tracking_uri: str | None = None,
+    def __init__(self, run_key: str, experiment: str = "elt", *, stage: str | None = None,
+                 config: Mapping[str, object] | None = None, params_hash: str | None = None,
                  dataset: str | None = None, tokenizer: str | None = None,
-                 tags: Mapping[str, object] | None = None, probe_timeout_s: float | None = None,
-                 call_timeout_s: float | None = None, artifact_timeout_s: float | None = None):
+                 tags: Mapping[str, object] | None = None, tracking_uri: str | None = None,
+                 probe_timeout_s: float | None = None, call_timeout_s: float | None = None,
+                 artifact_timeout_s: float | None = None):
+        """``stage``: this stage's name when DVC_STAGE is not set (running a script by hand);
+        ``config``: the resolved config, logged as params when the run opens; ``params_hash``:
+        the project's config hash (tag ``elt.params_hash``; ``elt.logged_params_hash`` is
+        always set to a hash of every param in the run). Without ``with``, the run is ended when
+        the process exits."""
         if not isinstance(run_key, str) or not _RUN_KEY.match(run_key):
             raise ValueError(f"run_key must be a non-empty name of letters, digits and _-.@:+=, "
                              f"got {run_key!r}")
@@ -81,12 +93,20 @@ class RunTracker:
             "artifact": artifact_timeout_s or defaults["artifact"],
         }
         self.exp_name = provenance.dvc_exp_name()
-        self._start_tags = _provenance_tags(dataset, tokenizer)
+        self._start_tags = _provenance_tags(stage, dataset, tokenizer)
+        self._params_hash = params_hash
+        if params_hash is not None:
+            self._start_tags["elt.params_hash"] = str(params_hash)
+        if config is not None and not isinstance(config, Mapping):
+            raise TypeError(f"config must be a mapping, got {type(config).__name__}")
+        self._config = config
         if tags:
             self._start_tags.update(_validated_tags(tags))
         self._client = None
         self._run_id: str | None = None
         self._started = False
+        self._in_context = False
+        self._ended = False
 
     # ---------------------------------------------------------------- construction
     @classmethod
@@ -127,16 +147,22 @@ class RunTracker:
         self._run_id = self._guarded("open run", lambda: self._open_run(exp))
         if self._run_id is not None:
             self._log_tags(self._start_tags)
+            if self._config is not None:
+                self.log_params(self._config)
+            if not self._in_context:
+                _close_at_exit(self)
         return self
 
     def end(self, status: str = "FINISHED") -> None:
         """Mark the run FINISHED (or FAILED/KILLED); it is reopened by the next stage."""
         if status not in ("FINISHED", "FAILED", "KILLED"):
             raise ValueError(f"status must be FINISHED, FAILED or KILLED, got {status!r}")
-        if self._run_id is not None:
+        if self._run_id is not None and not self._ended:
+            self._ended = True
             self._guarded("end run", lambda: self._client.set_terminated(self._run_id, status))
 
     def __enter__(self) -> RunTracker:
+        self._in_context = True
         return self.start()
 
     def __exit__(self, exc_type, exc, tb) -> bool:
@@ -288,7 +314,9 @@ class RunTracker:
         items = [Param(k, v) for k, v in new.items()]
         for i in range(0, len(items), _PARAMS_PER_BATCH):
             self._client.log_batch(self._run_id, params=items[i:i + _PARAMS_PER_BATCH])
-        self._set_tags_now({"elt.params_hash": params_hash({**existing, **new})})
+        # Hash of everything logged so far (all stages); the caller's own config hash, when
+        # given, is the tag elt.params_hash.
+        self._set_tags_now({"elt.logged_params_hash": params_hash({**existing, **new})})
 
     def _supersede(self, changed: list[str]) -> None:
         old = self._run_id
@@ -326,10 +354,11 @@ class RunTracker:
             self._client.log_batch(run_id or self._run_id, tags=items[i:i + _PARAMS_PER_BATCH])
 
 
-def _provenance_tags(dataset: str | None, tokenizer: str | None) -> dict[str, str]:
+def _provenance_tags(stage: str | None, dataset: str | None,
+                     tokenizer: str | None) -> dict[str, str]:
     tags: dict[str, object] = {}
     commit = provenance.git_commit()
-    stage = provenance.dvc_stage()
+    stage = provenance.dvc_stage() or stage
     if commit:
         tags["mlflow.source.git.commit"] = commit  # shown by the MLflow UI
     if stage:
@@ -340,6 +369,31 @@ def _provenance_tags(dataset: str | None, tokenizer: str | None) -> dict[str, st
     if tokenizer is not None:
         tags["elt.tokenizer"] = tokenizer
     return _validated_tags(tags)
+
+
+_open_trackers: list[RunTracker] = []
+_failed = False
+
+
+def _close_at_exit(tracker: RunTracker) -> None:
+    """Runs used without ``with`` are ended when the process exits: FAILED after an uncaught
+    exception, else FINISHED (as MLflow's fluent API does), so the UI shows no stale RUNNING."""
+    if not _open_trackers:
+        previous = sys.excepthook
+
+        def hook(*exc_info):
+            global _failed
+            _failed = True
+            previous(*exc_info)
+
+        sys.excepthook = hook
+        atexit.register(_end_open_trackers)
+    _open_trackers.append(tracker)
+
+
+def _end_open_trackers() -> None:
+    for tracker in _open_trackers:
+        tracker.end("FAILED" if _failed else "FINISHED")
 
 
 def _validated_tags(tags: Mapping[str, object]) -> dict[str, str]:
