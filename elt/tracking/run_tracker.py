@@ -186,11 +186,12 @@ class RunTracker:
             self._guarded("log params", lambda: self._log_params(values))
 
     def log_metrics(self, metrics: Mapping[str, object], step: int = 0) -> None:
-        """Log scalar metrics at ``step``."""
+        """Log scalar metrics at ``step`` (a training curve: appended, no duplicate check, so a
+        long curve costs one request per call)."""
         step = _check_step(step)
         points = [(_check_name(k, "metric"), _check_number(k, v), step) for k, v in metrics.items()]
         if self._ready():
-            self._guarded("log metrics", lambda: self._log_points(points))
+            self._guarded("log metrics", lambda: self._log_points(points, dedupe=False))
 
     def log_metric_history(self, name: str, values_by_step: Mapping[object, object]) -> None:
         """Log ``name`` once per step, e.g. ``{L: fid}`` so the UI charts FID against L.
@@ -202,7 +203,7 @@ class RunTracker:
         points = [(name, _check_number(f"{name}[{s}]", v), _check_step(s))
                   for s, v in values_by_step.items()]
         if self._ready():
-            self._guarded("log metric history", lambda: self._log_points(points))
+            self._guarded("log metric history", lambda: self._log_points(points, dedupe=True))
 
     def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
         """Upload a file or a folder (recursively) into the run's artifacts."""
@@ -331,11 +332,11 @@ class RunTracker:
         self._run_id = new.info.run_id
         self._set_tags_now(self._start_tags)
 
-    def _log_points(self, points: list[tuple[str, float, int]]) -> None:
+    def _log_points(self, points: list[tuple[str, float, int]], dedupe: bool) -> None:
         from mlflow.entities import Metric
 
-        seen: dict[str, set[tuple[int, float]]] = {}
-        for name in {p[0] for p in points}:
+        seen: dict[str, set[tuple[int, float]]] = {p[0]: set() for p in points}
+        for name in seen if dedupe else ():
             history = self._client.get_metric_history(self._run_id, name)
             seen[name] = {(m.step, m.value) for m in history}
         now = int(time.time() * 1000)
