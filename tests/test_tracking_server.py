@@ -235,3 +235,32 @@ def test_stage_process_with_hung_server_finishes(tmp_path):
     assert proc.stderr.count("TrackingUnavailableWarning") == 1, proc.stderr
     assert (tmp_path / "eval.json").exists()  # the DVC output is written regardless
     assert elapsed < 30, elapsed
+
+
+def test_param_keys_from_config_are_made_valid(server):
+    with RunTracker.for_grid_point("keys", tracking_uri=server) as run:
+        run.log_params({"grid": {"a@b[0]": 1}})
+        run_id = run.run_id
+    assert MlflowClient(tracking_uri=server).get_run(run_id).data.params == {"grid.a_b_0_": "1"}
+
+
+def test_default_store_is_what_mlflow_ui_reads(tmp_path, monkeypatch):
+    # No MLFLOW_TRACKING_URI: a stage running in a subfolder logs to <repo>/mlflow.db, and
+    # MLflow's own default client (what `mlflow ui` uses) started in the repo root sees the run.
+    repo = tmp_path / "repo"
+    (repo / ".dvc").mkdir(parents=True)
+    (repo / "runs").mkdir()
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    monkeypatch.chdir(repo / "runs")
+    (repo / "runs" / "eval.json").write_text("{}")
+    with RunTracker.for_grid_point(KEY) as run:
+        run.log_metric_history("fid", {1: 3.0, 2: 2.0})
+        run.log_artifact("eval.json")
+        run_id = run.run_id
+    assert (repo / "mlflow.db").is_file() and not (repo / "runs" / "mlflow.db").exists()
+    assert (repo / "mlruns" / "elt" / run_id / "artifacts" / "eval.json").is_file()
+    monkeypatch.chdir(repo)
+    client = MlflowClient()  # MLflow's default resolution, relative to the cwd
+    assert client.get_run(run_id).data.tags["elt.run_key"] == KEY
+    assert [a.path for a in client.list_artifacts(run_id)] == ["eval.json"]

@@ -179,9 +179,10 @@ class RunTracker:
         new run takes the key. Log params before metrics in each stage.
         """
         flat = flatten_params(params, prefix) if prefix else flatten_params(params)
-        values = {k: _truncate(str(v), _MAX_PARAM_LEN) for k, v in scrub_mapping(flat).items()}
-        for key in values:
-            _check_name(key, "param")
+        # Keys come from params.yaml, not from code: characters MLflow rejects become "_"
+        # rather than failing a training stage over a param name.
+        values = {_check_name(re.sub(r"[^A-Za-z0-9_\-./ :]", "_", k)[:_MAX_KEY_LEN], "param"):
+                  _truncate(str(v), _MAX_PARAM_LEN) for k, v in scrub_mapping(flat).items()}
         if self._ready():
             self._guarded("log params", lambda: self._log_params(values))
 
