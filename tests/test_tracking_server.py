@@ -264,3 +264,21 @@ def test_default_store_is_what_mlflow_ui_reads(tmp_path, monkeypatch):
     client = MlflowClient()  # MLflow's default resolution, relative to the cwd
     assert client.get_run(run_id).data.tags["elt.run_key"] == KEY
     assert [a.path for a in client.list_artifacts(run_id)] == ["eval.json"]
+
+
+def test_duplicate_runs_of_a_key_resolve_to_the_oldest(server):
+    # Two stages racing to create a grid point's run can both succeed; every later lookup (and
+    # the younger creator itself) must then settle on the same, oldest run.
+    client = MlflowClient(tracking_uri=server)
+    exp = client.get_experiment_by_name("elt") or client.get_experiment(
+        client.create_experiment("elt"))
+    first = client.create_run(exp.experiment_id, tags={"elt.run_key": "raced"})
+    time.sleep(0.01)
+    client.create_run(exp.experiment_id, tags={"elt.run_key": "raced"})
+    with RunTracker.for_grid_point("raced", tracking_uri=server) as run:
+        assert run.run_id == first.info.run_id
+    tracker = RunTracker.for_grid_point("raced", tracking_uri=server)
+    tracker._client = client  # the creation path: create, re-search, keep the oldest
+    assert tracker._create_run(exp.experiment_id) == first.info.run_id
+    live = client.search_runs([exp.experiment_id], "tags.`elt.run_key` = 'raced'")
+    assert len(live) == 2  # the one just created was deleted again; the earlier pair remains
