@@ -55,19 +55,20 @@ def main(argv=None) -> None:
     import orbax.checkpoint as ocp
     from tqdm import tqdm
 
-    from elt.data.loader import TokenDataset
+    from elt.data.loader import TokenData
     from elt.models import build_model
     from elt.training.step import TrainConfig, create_train_state, eval_loss, make_train_step
     from elt.tracking import RunTracker
+    from elt.training.batches import StepBatches
 
     # ---------------------------------------------------------------- data
-    data = TokenDataset(args.tokens, process_index=jax.process_index(), process_count=jax.process_count())
-    manifest = data.manifest
+    tokens = TokenData(args.tokens)  # verifies every shard against the manifest first
+    data = StepBatches(tokens, jax.process_index(), jax.process_count())
     model = build_model(
         hyper.family,
-        codebook_size=manifest.codebook_size,
-        num_classes=manifest.num_classes,
-        grid=tuple(manifest.grid),
+        codebook_size=tokens.codebook_size,
+        num_classes=tokens.num_classes,
+        grid=tokens.grid,
         d_model=scale.d_model,
         num_heads=scale.num_heads,
         mlp_dim=scale.mlp_dim,
@@ -112,7 +113,11 @@ def main(argv=None) -> None:
             curve_rows = [r for r in json.loads(curve_file.read_text()) if r["step"] <= start]
         print(f"train@{args.run}: resuming from step {start} ({work})", flush=True)
 
-    tracker = RunTracker.for_grid_point(args.run, stage="train", config=run_cfg, params_hash=chash)
+    identity = {k: str(tokens.manifest[k]) for k in ("dataset", "tokenizer")}
+    tracker = RunTracker.for_grid_point(
+        args.run, stage="train", config=run_cfg, params_hash=chash,
+        dataset=identity["dataset"][:250], tokenizer=identity["tokenizer"][:250],
+    )
 
     # ---------------------------------------------------------------- loop
     t0, last_t, last_step = time.time(), time.time(), start
@@ -165,7 +170,7 @@ def main(argv=None) -> None:
         "params_block": model.num_params(state.params, block_only=True),
         "params_total": model.num_params(state.params),
         "config_hash": chash,
-        "tokens_manifest": manifest.identity,
+        "tokens_identity": identity,
     }
     (tmp / "model.json").write_text(json.dumps(model_json, indent=1))
     final = curve_rows[-1] if curve_rows else {}
