@@ -209,3 +209,34 @@ def test_every_grid_point_has_its_mlflow_run(repo, mlflow_uri):
         arts = [a.path for a in client.list_artifacts(r.info.run_id)]
         assert arts, f"no artifacts logged for {name}"
     assert "aggregate" in by_key
+
+
+def test_tokenized_data_shared_through_a_gcs_remote(repo, tmp_path):
+    """Machine A pushes the real tokenize output (and run-cache) to gs:// (a local emulator);
+    machine B clones, pulls only the tokens byte-identical, and `dvc repro` skips tokenization."""
+    from servers import add_gcs_remote, gcs_emulator, gcs_env, point_remote_at_emulator
+
+    with gcs_emulator(tmp_path / "gcs", bucket="elt-share") as endpoint:
+        env = env_for(gcs_env())
+        add_gcs_remote(repo, "elt-share")
+        point_remote_at_emulator(repo, endpoint)
+        run(["git", "add", ".dvc/config"], repo)
+        run(["git", "commit", "-qm", "gs:// remote"], repo)
+        dvc(repo, "push", "--run-cache", env=env)
+
+        clone = tmp_path / "machine_b"
+        run(["git", "clone", "-q", str(repo), str(clone)], tmp_path)
+        point_remote_at_emulator(clone, endpoint)
+        dvc(clone, "pull", "data/tokens", env=env)  # only the tokens, for someone who wants them
+        assert not (clone / "data" / "tfds").exists() and not (clone / "runs").exists()
+        src = sorted(p.relative_to(repo) for p in (repo / "data" / "tokens").rglob("*") if p.is_file())
+        dst = sorted(p.relative_to(clone) for p in (clone / "data" / "tokens").rglob("*") if p.is_file())
+        assert src == dst and src
+        for rel in src:
+            assert (repo / rel).read_bytes() == (clone / rel).read_bytes(), rel
+
+        dvc(clone, "pull", env=env)
+        proc = dvc(clone, "repro", "tokenize", env=env)
+        assert "Running stage 'tokenize'" not in proc.stdout, proc.stdout
+        assert "didn't change, skipping" in proc.stdout or "is cached" in proc.stdout
+    run(["git", "reset", "-q", "--hard", "HEAD~1"], repo)
