@@ -43,16 +43,22 @@ class EncodeRange(beam.DoFn):
   """(shard, start, stop) -> (shard, (start, tokens int32 [n, h*w], labels int32 [n]))."""
 
   def __init__(self, dataset: str, split: str, data_dir: str | None, image_size: int,
-               tokenizer_path: str):
+               tokenizer_path: str, dataset_identity: str, tokenizer_identity: str):
     self._args = (dataset, split, data_dir, image_size)
     self._tokenizer_path = tokenizer_path
+    self._identities = (dataset_identity, tokenizer_identity)
 
   def setup(self):
     from elt.data.datasets import load_image_dataset  # pylint: disable=import-outside-toplevel
     from elt.tokenizers import load_tokenizer  # pylint: disable=import-outside-toplevel
-    self._data = _cached(("data", self._args), lambda: load_image_dataset(*self._args))
-    self._tok = _cached(("tok", self._tokenizer_path),
+    data_id, tok_id = self._identities
+    self._data = _cached(("data", self._args, data_id), lambda: load_image_dataset(*self._args))
+    self._tok = _cached(("tok", self._tokenizer_path, tok_id),
                         lambda: load_tokenizer(self._tokenizer_path))
+    # A worker must see what the driver saw (same files, same weights), or shards would mix.
+    if (self._data.identity, self._tok.identity) != self._identities:
+      raise RuntimeError(f"worker sees dataset {self._data.identity} / tokenizer "
+                         f"{self._tok.identity}, driver saw {self._identities}")
 
   def process(self, element):
     shard, start, stop = element
@@ -140,7 +146,7 @@ def run(dataset: str, split: str, data_dir: str | None, image_size: int, tokeniz
            | "Ranges" >> beam.Create(work_items(total, num_shards, batch_size))
            | "Spread" >> beam.Reshuffle()
            | "Encode" >> beam.ParDo(EncodeRange(dataset, split, data_dir, image_size,
-                                                tokenizer_path))
+                                                tokenizer_path, data.identity, tok.identity))
            | "ByShard" >> beam.GroupByKey()
            | "Write" >> beam.ParDo(WriteShard(tmp_dir, num_shards)))
     infos = []

@@ -1,0 +1,96 @@
+"""VQ tokenizer: quantiser numbers, usage/PSNR maths, training improves PSNR, save/load, registry."""
+import json
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+
+from elt.data import digits
+from elt.tokenizers import load_tokenizer, tokenizer_kinds, vq
+from elt.tokenizers.train import evaluate, fit
+
+CFG = vq.VQConfig(image_size=16, downsample=4, codebook_size=16, embed_dim=8, channels=16)
+
+
+@pytest.fixture(scope="module")
+def images():
+  return digits.upscale(load_digits().images[:256], 16)
+
+
+def test_usage_and_psnr_by_hand():
+  s = vq.usage_stats(np.array([0, 0, 1, 1]), 4)
+  assert s["codebook_usage"] == 0.5 and s["perplexity"] == pytest.approx(2.0)
+  s = vq.usage_stats(np.array([3, 3, 3, 0]), 4)   # p = (1/4, 3/4)
+  assert s["perplexity"] == pytest.approx(np.exp(-(0.25 * np.log(0.25) + 0.75 * np.log(0.75))))
+  assert vq.psnr_from_mse(65.025) == pytest.approx(30.0)
+  assert vq.psnr_from_mse(255.0 ** 2) == pytest.approx(0.0)
+
+
+def test_quantize_picks_nearest_unit_code():
+  cfg = vq.VQConfig(image_size=8, downsample=4, codebook_size=3, embed_dim=2, channels=16)
+  params = dict(vq.init_params(cfg, 0))
+  params["codebook"] = jnp.array([[2.0, 0.0], [0.0, -5.0], [-1.0, 1.0]])  # normalised inside
+  z = jnp.array([[0.9, 0.1], [0.1, -0.8], [-0.6, 0.5], [0.6, -0.7]])
+  ids, e = vq.VQVAE(cfg).apply({"params": params}, vq.l2_normalize(z), method=vq.VQVAE.quantize)
+  # Nearest by Euclidean distance between unit vectors, computed independently in numpy.
+  zn = np.asarray(z) / np.linalg.norm(z, axis=-1, keepdims=True)
+  cn = np.array([[1, 0], [0, -1], [-1, 1]]) / np.array([[1], [1], [np.sqrt(2)]])
+  ref = np.argmin(((zn[:, None] - cn[None]) ** 2).sum(-1), axis=1)
+  np.testing.assert_array_equal(ids, ref)
+  np.testing.assert_allclose(e, cn[ref], atol=1e-6)
+
+
+def test_straight_through_losses_by_hand(images):
+  params = vq.init_params(CFG, 0)
+  x = vq.to_float(jnp.asarray(images[:4]))
+  recon, ids, codebook_loss, commit_loss, z = vq.VQVAE(CFG).apply({"params": params}, x)
+  codes = np.asarray(vq.l2_normalize(params["codebook"]))
+  ref = np.mean(np.sum((np.asarray(z) - codes[np.asarray(ids)]) ** 2, -1))
+  assert float(codebook_loss) == pytest.approx(ref, rel=1e-5)
+  assert float(commit_loss) == pytest.approx(ref, rel=1e-5)
+  # The forward pass decodes the quantised codes (straight-through only changes gradients).
+  dec = vq.VQVAE(CFG).apply({"params": params}, ids, method=vq.VQVAE.decode)
+  np.testing.assert_allclose(recon, dec, atol=1e-5)
+
+
+def test_training_improves_round_trip_and_save_load(images, tmp_path):
+  before, _ = fit(CFG, images, steps=0, batch_size=32, lr=2e-3, seed=0)
+  after, info = fit(CFG, images, steps=120, batch_size=32, lr=2e-3, seed=0)
+  m0, m1 = evaluate(before, images), evaluate(after, images)
+  assert m1["psnr"] > m0["psnr"] + 3.0, (m0, m1)
+  assert m1["mse"] < m0["mse"]
+  assert 0 < m1["codebook_usage"] <= 1 and 1 <= m1["perplexity"] <= 16
+  tokens = after.encode(images[:10])
+  assert tokens.shape == (10, 4, 4) and tokens.dtype == np.int32
+  assert after.grid == (4, 4) and after.codebook_size == 16 and after.image_size == 16
+  # Batching/padding does not change results: 10 one at a time == 10 together.
+  np.testing.assert_array_equal(np.concatenate([after.encode(images[i:i + 1]) for i in range(10)]),
+                                tokens)
+  after.save(str(tmp_path / "tok"))
+  loaded = load_tokenizer(str(tmp_path / "tok"))
+  assert loaded.identity == after.identity != before.identity
+  np.testing.assert_array_equal(loaded.encode(images[:10]), tokens)
+  np.testing.assert_array_equal(loaded.decode(tokens), after.decode(tokens))
+  np.testing.assert_array_equal(loaded.decode(tokens.reshape(10, 16)), after.decode(tokens))
+  # A checkpoint whose weights differ from its recorded identity is refused.
+  meta = json.loads((tmp_path / "tok" / "tokenizer.json").read_text())
+  meta["identity"] = "vq-" + "0" * 64
+  (tmp_path / "tok" / "tokenizer.json").write_text(json.dumps(meta))
+  with pytest.raises(ValueError, match="do not match the identity"):
+    load_tokenizer(str(tmp_path / "tok"))
+  with pytest.raises(ValueError, match="uint8"):
+    loaded.encode(images[:2].astype(np.float32))
+  with pytest.raises(ValueError, match=r"\[0, 16\)"):
+    loaded.decode(np.full((1, 4, 4), 16))
+
+
+def test_registry_errors(tmp_path):
+  assert "vq" in tokenizer_kinds()
+  with pytest.raises(FileNotFoundError, match="tokenizer.json"):
+    load_tokenizer(str(tmp_path))
+  (tmp_path / "tokenizer.json").write_text(json.dumps({"kind": "magvit3d", "config": {}}))
+  with pytest.raises(ValueError, match="unknown tokenizer kind 'magvit3d'"):
+    load_tokenizer(str(tmp_path))
+  with pytest.raises(ValueError, match="downsample"):
+    vq.VQConfig(image_size=30, downsample=4).validate()
