@@ -1,6 +1,6 @@
 """The ``elt`` console script. One function per subcommand, registered in ``SUBCOMMANDS``.
 
-    elt fid PATH_A PATH_B [--weights FILE] [--batch-size 50]   # prints the FID as its last line
+    elt fid PATH_A PATH_B [--weights FILE] [--batch-size 50] [--method sqrtm|eigh]  # FID as last line
     elt fid-stats PATH OUT.npz [--weights FILE]                # save Inception statistics of PATH
     elt fetch-fid-weights [--out data/weights/fid_inception.pt]
 
@@ -60,7 +60,7 @@ def cmd_fid(args) -> int:
     box: list = []
     mu1, s1, n1 = _stats_of(a, args, box)
     mu2, s2, n2 = _stats_of(b, args, box)
-    value = frechet_distance(mu1, s1, mu2, s2)
+    value = frechet_distance(mu1, s1, mu2, s2, method=args.method)
     print(f"{a}: {n1} images; {b}: {n2} images", file=sys.stderr)
     print(f"{value:.6f}")
     return 0
@@ -95,6 +95,8 @@ def add_fid(sub) -> None:
     p.add_argument("path_a")
     p.add_argument("path_b")
     _add_weights_args(p)
+    p.add_argument("--method", choices=["sqrtm", "eigh"], default="sqrtm",
+                   help="sqrtm: pytorch-fid's formula (default); eigh: same value via symmetric eigenvalues, faster")
     p.set_defaults(func=cmd_fid)
 
 

@@ -1,0 +1,72 @@
+"""`elt fid A B`: folders, .npz of images and statistics files; clear errors for bad input."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from elt import cli
+from elt.evaluation import fid
+from elt.evaluation.weights import cached_fid_weights
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def weights_path():
+    return cached_fid_weights()
+
+
+@pytest.fixture(scope="module")
+def image_sets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, size=(4, 16, 16, 3)).astype(np.uint8)
+    b = np.clip(a.astype(int) + rng.integers(-40, 40, size=a.shape), 0, 255).astype(np.uint8)
+    (root / "a").mkdir()
+    for i, img in enumerate(a):
+        Image.fromarray(img).save(root / "a" / f"{i}.png")
+    np.savez(root / "b.npz", images=b)
+    return root, a, b
+
+
+def test_fid_folder_vs_npz_and_stats_file(capsys, weights_path, image_sets):
+    root, a, b = image_sets
+    common = ["--weights", str(weights_path), "--batch-size", "4"]
+    assert cli.main(["fid-stats", str(root / "a"), str(root / "a_stats.npz"), *common]) == 0
+    assert cli.main(["fid-stats", str(root / "b.npz"), str(root / "b_stats.npz"), *common]) == 0
+    capsys.readouterr()
+    # Folder of PNGs vs .npz of images (both through the network) ...
+    assert cli.main(["fid", str(root / "a"), str(root / "b.npz"), *common, "--method", "eigh"]) == 0
+    printed = float(capsys.readouterr().out.strip().splitlines()[-1])
+    # ... equals the distance of the saved statistics, whose features match the library's.
+    mu1, s1, n1 = fid.load_stats(root / "a_stats.npz")
+    mu2, s2, n2 = fid.load_stats(root / "b_stats.npz")
+    assert (n1, n2) == (4, 4)
+    assert printed == pytest.approx(fid.frechet_distance(mu1, s1, mu2, s2, method="eigh"), abs=1e-5)
+    assert printed > 1.0  # different image sets
+    assert cli.main(["fid", str(root / "a_stats.npz"), str(root / "a_stats.npz"), "--method", "eigh"]) == 0
+    assert abs(float(capsys.readouterr().out.strip().splitlines()[-1])) < 1e-5  # stats files need no weights
+
+
+def test_missing_default_weights_tells_how_to_fetch(tmp_path, image_sets):
+    root, _, _ = image_sets
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-m", "elt.cli", "fid", str(root / "a"), str(root / "b.npz")],
+                          cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert "dvc repro fetch_fid_weights" in proc.stderr and "--weights" in proc.stderr
+
+
+def test_bad_inputs_exit_with_the_file_named(tmp_path, weights_path):
+    (tmp_path / "one").mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "one" / "x.png")
+    with pytest.raises(SystemExit, match="one: 1 image"):
+        cli.main(["fid", str(tmp_path / "one"), str(tmp_path / "one"), "--weights", str(weights_path)])
+    with pytest.raises(SystemExit, match="nowhere: no such file"):
+        cli.main(["fid", str(tmp_path / "nowhere"), str(tmp_path / "one"), "--weights", str(weights_path)])
+    with pytest.raises(SystemExit, match="--batch-size must be >= 1"):
+        cli.main(["fid", str(tmp_path / "one"), str(tmp_path / "one"), "--batch-size", "0"])
