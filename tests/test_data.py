@@ -125,3 +125,16 @@ def test_bad_folders_are_named(tmp_path):
     ds.read(0, ds.num_examples)
   with pytest.raises(ValueError, match="image_size"):
     load_image_dataset(str(tmp_path / "bad"), "train", None, 0)
+
+
+def test_tf_and_pil_resize_agree():
+  # tfds data sets resize inside tf.data, folders with PIL: both must give the same pixels (+-1).
+  import tensorflow as tf
+  from elt.data.datasets import tf_center_crop_resize
+  rng = np.random.default_rng(0)
+  for shape, size in [((20, 24, 3), 8), ((64, 50, 3), 16), ((10, 10, 1), 32), ((16, 16, 3), 16)]:
+    img = rng.integers(0, 256, shape, dtype=np.uint8)
+    a = center_crop_resize(img, size).astype(int)
+    b = tf_center_crop_resize(tf.constant(img), size).numpy().astype(int)
+    assert a.shape == b.shape == (size, size, 3)
+    assert np.abs(a - b).max() <= 1

@@ -14,6 +14,7 @@ import re
 from typing import Iterator, Sequence
 
 import numpy as np
+import tensorflow as tf  # tf.data for tfds, tf.io.gfile for local and gs:// folders
 from PIL import Image
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".ppm", ".tif", ".tiff")
@@ -117,27 +118,51 @@ class TfdsImageDataset(ImageDataset):
                      f"{image_size}")
 
   def _as_dataset(self, split: str):
+    size = self.image_size
     ds = self._builder.as_dataset(split=split, shuffle_files=False)
-    return ds.map(lambda ex: {"image": ex["image"], "label": ex["label"]})
+    return ds.map(lambda ex: {"image": tf_center_crop_resize(ex["image"], size),
+                              "label": tf.cast(ex["label"], tf.int32)},
+                  num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
   def read(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
-    import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
     if not 0 <= start <= stop <= self.num_examples:
       raise IndexError(f"range [{start}, {stop}) outside dataset {self.name!r} "
                        f"split {self.split!r} of {self.num_examples} examples")
+    if start == stop:
+      return _stack([], [], self.image_size)
     if self._sliceable:
       # tfds reads only the files holding the slice (absolute instruction on the plain split).
       ds = self._as_dataset(f"{self.split}[{start}:{stop}]")
     else:
       ds = self._as_dataset(self.split).skip(start).take(stop - start)
+    # One batch for the whole range: a single tensor->numpy hop instead of one per example.
     images, labels = [], []
-    for ex in tfds.as_numpy(ds):
-      images.append(center_crop_resize(ex["image"], self.image_size))
-      labels.append(int(ex["label"]))
+    for batch in ds.batch(4096).as_numpy_iterator():
+      images.append(batch["image"])
+      labels.append(batch["label"])
+    images, labels = np.concatenate(images), np.concatenate(labels)
     if len(images) != stop - start:
       raise RuntimeError(f"dataset {self.name!r} split {self.split!r}: asked for examples "
                          f"[{start}, {stop}), got {len(images)}")
-    return _stack(images, labels, self.image_size)
+    return images.astype(np.uint8), labels.astype(np.int32)
+
+
+def tf_center_crop_resize(image, image_size: int):
+  """TF twin of `center_crop_resize` for tf.data: central square crop, bilinear resize with
+  antialiasing (as PIL's filter when shrinking), uint8 RGB. A no-op for images already SxSx3."""
+  channels = image.shape[-1]
+  if channels == 1:
+    image = tf.repeat(image, 3, axis=-1)
+  elif channels == 4:
+    image = image[..., :3]
+  if tuple(image.shape[:2]) == (image_size, image_size):
+    return tf.cast(image, tf.uint8)
+  shape = tf.shape(image)
+  h, w = shape[0], shape[1]
+  side = tf.minimum(h, w)
+  image = tf.image.crop_to_bounding_box(image, (h - side) // 2, (w - side) // 2, side, side)
+  image = tf.image.resize(image, (image_size, image_size), method="bilinear", antialias=True)
+  return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
 
 
 # --------------------------------------------------------------------------------------------
@@ -147,7 +172,6 @@ class FolderImageDataset(ImageDataset):
   """`root/<class>/<image>`; classes are the sorted sub-folder names, labels their positions."""
 
   def __init__(self, root: str, image_size: int):
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel  (gfile: local and gs://)
     self.root, self.image_size = root.rstrip("/"), image_size
     classes = sorted(c.rstrip("/") for c in tf.io.gfile.listdir(self.root)
                      if tf.io.gfile.isdir(f"{self.root}/{c.rstrip('/')}"))
@@ -170,7 +194,6 @@ class FolderImageDataset(ImageDataset):
     self.identity = f"folder:{self.root}:{self.num_examples}:{digest}:{image_size}"
 
   def read(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
     if not 0 <= start <= stop <= self.num_examples:
       raise IndexError(f"range [{start}, {stop}) outside image folder {self.root!r} "
                        f"of {self.num_examples} images")
@@ -195,7 +218,6 @@ def _stack(images: Sequence[np.ndarray], labels: Sequence[int], size: int):
 
 def is_folder_path(name_or_path: str) -> bool:
   """A path (local or gs://) rather than a tfds name like `cifar10` or `imagenet2012/2012`."""
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
   if "://" in name_or_path or name_or_path.startswith(("/", ".", "~")):
     return True
   return tf.io.gfile.isdir(name_or_path)
@@ -209,7 +231,6 @@ def load_image_dataset(name_or_path: str, split: str = "train", data_dir: str | 
   if not name_or_path:
     raise ValueError("dataset name or path is empty")
   if is_folder_path(name_or_path):
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
     if not tf.io.gfile.isdir(name_or_path):
       raise FileNotFoundError(f"image folder {name_or_path!r} does not exist")
     return FolderImageDataset(name_or_path, image_size)
