@@ -7,8 +7,15 @@ checks its SHA1 (A16E4D89...2562) and moves it into place atomically. 87 MB, a f
 """
 from __future__ import annotations
 
-import argparse
+import os
 import sys
+
+# `python stages/X.py` puts stages/ first on sys.path, where stages/tokenize.py would shadow the
+# standard library's tokenize (imported by inspect, dataclasses, ...). Drop that entry first.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
+
+import argparse
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,9 +8,16 @@ data/ref_stats/info.json (what the statistics are of).
 """
 from __future__ import annotations
 
+import os
+import sys
+
+# `python stages/X.py` puts stages/ first on sys.path, where stages/tokenize.py would shadow the
+# standard library's tokenize (imported by inspect, dataclasses, ...). Drop that entry first.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
+
 import argparse
 import json
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,7 +49,7 @@ def main(argv=None) -> None:
     )
     info = {"dataset": data.dataset, "split": params.eval.ref_split, "image_size": data.image_size, "n": n}
     (out / "info.json").write_text(json.dumps(info, indent=1))
-    print(f"ref_stats: {n} images of {data.dataset}/{params.eval.ref_split} at {data.image_size}px -> {out}")
+    print(f"ref_stats: {n} images of {data.dataset} (split {params.eval.ref_split}) at {data.image_size}px -> {out}")
 
 
 if __name__ == "__main__":
