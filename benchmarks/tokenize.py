@@ -5,7 +5,8 @@
 Data: the bundled digits (tfds builder) at --image-size; --repeat k > 1 tokenizes the split k
 times over (an image folder holding k copies) so fixed costs (pipeline start, per-worker jit)
 weigh as they would on a larger data set. Tokenizer: the default VQ config (weights random: the
-cost does not depend on them). Plain loop = read the images + encode in batches, jit warmed up.
+cost does not depend on them). Plain loop = load the tokenizer (jit compile included), read the
+images and encode them in batches, in this process.
 Beam = the whole `beam_tokenize.run` (start, read, encode, shard writing, sha256, manifest).
 Last line: one JSON object.
 """
@@ -30,7 +31,7 @@ from PIL import Image  # noqa: E402
 
 from elt.data import beam_tokenize  # noqa: E402
 from elt.data.datasets import load_image_dataset  # noqa: E402
-from elt.tokenizers import vq  # noqa: E402
+from elt.tokenizers import load_tokenizer, vq  # noqa: E402
 
 
 def main() -> None:
@@ -61,11 +62,12 @@ def main() -> None:
     data = load_image_dataset(dataset, "train", None, args.image_size)
   n = data.num_examples
 
-  # Plain loop: same reader, same batch size, jit compiled before the clock starts.
-  tok.encode(data.read(0, min(args.batch_size, n))[0])
+  # Plain loop: what one process does without Beam: load the tokenizer (jit compile included,
+  # as each Beam worker pays it too), read and encode in batches of the same size.
   t = time.perf_counter()
+  plain_tok = load_tokenizer(str(work / "tok"))
   for a in range(0, n, args.batch_size):
-    tok.encode(data.read(a, min(a + args.batch_size, n))[0])
+    plain_tok.encode(data.read(a, min(a + args.batch_size, n))[0])
   plain_s = time.perf_counter() - t
 
   t = time.perf_counter()
