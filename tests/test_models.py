@@ -117,9 +117,10 @@ def test_conventions(tiny):
     np.testing.assert_allclose(h[0, 0], table[16 + 1 + 2] + params["embed"]["pos_embedding"][0], atol=1e-6)
 
 
-def test_remat_same_values_and_grads(tiny):
+@pytest.mark.parametrize("variant", [{"remat": True}, {"unroll": False}])
+def test_remat_and_unroll_same_values_and_grads(tiny, variant):
     model, params, tokens, labels = tiny
-    remat = MaskedImageELT(MaskGITConfig(**dict(TINY, remat=True)))
+    remat = MaskedImageELT(MaskGITConfig(**dict(TINY, **variant)))
 
     def loss(m, p):
         a, b = m.apply_with_exit(p, tokens, labels, 3, jnp.int32(2))

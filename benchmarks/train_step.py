@@ -1,0 +1,219 @@
+"""Train-step and sampler benchmark of the ELT core (CPU-sized; run: python benchmarks/train_step.py).
+
+Figures, all measured in this one run:
+  ilsd_over_vanilla     ILSD step time / vanilla-looping step time, same N x L_max (target <= 1.03)
+  looped_over_unique    N x L looped step / N*L unique-layer step, both on the L_max exit (target <= 1.05)
+  mfu                   model FLOPs/s of the ILSD step (formula, elt.evaluation.flops) / float32
+                        matmul peak measured here with jnp.dot (target >= 0.5)
+  sample_seconds_per_loop  {L: seconds for one batch of samples} for L = 1 .. L_max + 2
+  peak_rss_mb           peak RSS of a train step at two L_max, with/without remat (one subprocess each)
+Step times are the MINIMUM over interleaved repeats (configs alternate, and the matmul peak is
+re-measured between rounds), so load from other processes on a shared machine hits every config
+alike and the least-disturbed run counts. Because wall-clock MFU on a loaded machine measures the
+load, ``mfu_cpu_time`` is also reported: FLOPs per process-CPU-second of the step over that of the
+matmul (both use the same thread pool). Models use ``unroll=True`` (XLA CPU runs the backward of a
+rolled scan markedly slower); ``step_ms.ilsd_rolled`` shows the rolled-scan ILSD step for reference.
+The last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Running a file from benchmarks/ puts that folder first on sys.path, where a module named like a
+# stdlib one (benchmarks/tokenize.py) would shadow it; import from the repository root instead.
+_HERE = str(Path(__file__).resolve().parent)
+sys.path[:] = [p for p in sys.path if p not in ("", _HERE) and Path(p).resolve() != Path(_HERE)]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import json  # noqa: E402
+import resource  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import psutil  # noqa: E402
+
+from elt.evaluation.flops import flops_per_train_step  # noqa: E402
+from elt.models import build_model  # noqa: E402
+from elt.sampling import SamplerConfig, make_sampler  # noqa: E402
+from elt.training import TrainConfig, create_train_state, make_train_step  # noqa: E402
+
+# Scale S of the paper (d 384, MLP 1536, 6 heads) on 8x8 tokens: big enough that matmuls dominate.
+MODEL = dict(codebook_size=256, num_classes=10, grid=(8, 8), d_model=384, num_heads=6, mlp_dim=1536, unroll=True)
+N, L_MAX, BATCH = 2, 3, 16
+REPEATS = 6
+# Memory probe: longer sequences (16x16) so activations, not weights, dominate RSS.
+RSS_MODEL = dict(codebook_size=256, num_classes=10, grid=(16, 16), d_model=256, num_heads=4, mlp_dim=1024, N=2)
+RSS_BATCH, RSS_L_MAX = 16, (2, 6)
+
+
+def _batch(model, B, seed=0):
+    r1, r2 = jax.random.split(jax.random.key(seed))
+    return {
+        "tokens": jax.random.randint(r1, (B, model.seq_len), 0, model.cfg.codebook_size),
+        "labels": jax.random.randint(r2, (B,), 0, model.cfg.num_classes),
+    }
+
+
+def _block(tree):
+    jax.tree_util.tree_map(lambda x: x.block_until_ready(), tree)
+
+
+class MatmulPeak:
+    """float32 jnp.dot of two 2048x2048 matrices: GFLOP/s by wall clock and per CPU-second."""
+
+    def __init__(self, n=2048):
+        self.flops = 2 * n**3
+        self.a = jnp.ones((n, n), jnp.float32)
+        self.f = jax.jit(lambda a, b: a @ b)
+        self.f(self.a, self.a).block_until_ready()
+        self.wall, self.cpu = [], []
+
+    def measure(self, repeats=3):
+        for _ in range(repeats):
+            t, c = time.perf_counter(), time.process_time()
+            self.f(self.a, self.a).block_until_ready()
+            self.wall.append(time.perf_counter() - t)
+            self.cpu.append(time.process_time() - c)
+
+    @property
+    def gflops(self):
+        return self.flops / min(self.wall) / 1e9
+
+    @property
+    def gflops_per_cpu_s(self):
+        return self.flops / min(self.cpu) / 1e9
+
+
+class StepRunner:
+    def __init__(self, model_kw, L_max, ilsd, remat=False, batch=BATCH):
+        self.model = build_model("maskgit", **dict(model_kw, remat=remat))
+        self.tc = TrainConfig(batch_size=batch, total_steps=1000, L_max=L_max, ilsd=ilsd, warmup_steps=10)
+        self.state = create_train_state(self.model, self.tc, jax.random.key(0))
+        self.step = make_train_step(self.model, self.tc)
+        self.batch = _batch(self.model, batch)
+        self.times, self.cpu_times = [], []
+        self.i = 0
+        self.run()  # compile + warm-up
+
+    def run(self):
+        t, c = time.perf_counter(), time.process_time()
+        self.state, m = self.step(self.state, self.batch, jax.random.key(self.i))
+        _block((self.state, m))
+        self.i += 1
+        return time.perf_counter() - t, time.process_time() - c
+
+    def timed(self):
+        wall, cpu = self.run()
+        self.times.append(wall)
+        self.cpu_times.append(cpu)
+
+    @property
+    def best(self):
+        return min(self.times)
+
+
+def rss_probe(L_max: int, remat: bool) -> None:
+    """Child process: two train steps, then print peak RSS (ru_maxrss is KiB on Linux).
+
+    ``after_init_mb`` (RSS once params and optimizer state exist, before the step is compiled)
+    separates the fixed cost from what the step's activations and compilation add.
+    """
+    model = build_model("maskgit", **dict(RSS_MODEL, remat=remat))
+    tc = TrainConfig(batch_size=RSS_BATCH, total_steps=10, L_max=L_max, warmup_steps=1)
+    state = create_train_state(model, tc, jax.random.key(0))
+    _block(state)
+    after_init = psutil.Process().memory_info().rss / 2**20
+    step = make_train_step(model, tc)
+    batch = _batch(model, RSS_BATCH)
+    for i in range(2):
+        state, m = step(state, batch, jax.random.key(i))
+        _block((state, m))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"peak_rss_mb": peak, "after_init_mb": after_init}))
+
+
+def main():
+    t_start = time.time()
+    print(f"devices: {jax.devices()}  model: {MODEL}  N={N} L_max={L_MAX} batch={BATCH}")
+    peak = MatmulPeak()
+    runners = {
+        "ilsd": StepRunner(dict(MODEL, N=N), L_MAX, ilsd=True),
+        "vanilla": StepRunner(dict(MODEL, N=N), L_MAX, ilsd=False),
+        "unique": StepRunner(dict(MODEL, N=N * L_MAX), 1, ilsd=False),
+        "ilsd_rolled": StepRunner(dict(MODEL, N=N, unroll=False), L_MAX, ilsd=True),
+    }
+    for _ in range(REPEATS):
+        peak.measure()
+        for r in runners.values():
+            r.timed()
+    best = {k: r.best for k, r in runners.items()}
+    for k, r in runners.items():
+        print(f"step {k:12s}: min {r.best * 1e3:8.1f} ms  (all: {[round(t * 1e3) for t in r.times]})")
+    print(f"float32 matmul peak (2048^3 jnp.dot): {peak.gflops:.1f} GFLOP/s wall, "
+          f"{peak.gflops_per_cpu_s:.1f} GFLOP per CPU-second")
+
+    cfg = runners["ilsd"].model.cfg
+    step_flops = flops_per_train_step(cfg, L_MAX, BATCH, ilsd=True)
+    achieved = step_flops / best["ilsd"] / 1e9
+    mfu = achieved / peak.gflops
+    mfu_cpu = step_flops / min(runners["ilsd"].cpu_times) / 1e9 / peak.gflops_per_cpu_s
+    print(f"ILSD step model FLOPs {step_flops / 1e9:.1f} GFLOP -> {achieved:.1f} GFLOP/s, "
+          f"MFU {mfu:.3f} (wall), {mfu_cpu:.3f} (CPU time)")
+    ilsd_over_vanilla = best["ilsd"] / best["vanilla"]
+    looped_over_unique = best["vanilla"] / best["unique"]
+    print(f"ilsd_over_vanilla {ilsd_over_vanilla:.3f}  looped_over_unique {looped_over_unique:.3f}")
+
+    # Sampling time per loop count: one compiled sampler, L passed at run time.
+    sc = SamplerConfig(steps=24)
+    model = runners["ilsd"].model
+    params = runners["ilsd"].state.params
+    sample = make_sampler(model, sc)
+    labels = jnp.arange(4, dtype=jnp.int32) % model.cfg.num_classes
+    sample(params, labels, 1, jax.random.key(0)).block_until_ready()
+    sample_seconds = {}
+    for L in range(1, L_MAX + 3):
+        times = []
+        for rep in range(3):
+            t = time.perf_counter()
+            sample(params, labels, L, jax.random.key(rep)).block_until_ready()
+            times.append(time.perf_counter() - t)
+        sample_seconds[L] = round(min(times), 4)
+        print(f"sample 4 images, K=24, L={L}: {sample_seconds[L]:.3f} s")
+    assert sample._cache_size() == 1, "sampler recompiled for a new L"
+
+    del runners, params, model
+    rss = {}
+    for L_max in RSS_L_MAX:
+        for remat in (False, True):
+            out = subprocess.run(
+                [sys.executable, __file__, "--rss", str(L_max), str(int(remat))],
+                capture_output=True, text=True, check=True,
+            )
+            probe = json.loads(out.stdout.strip().splitlines()[-1])
+            key = f"L_max={L_max},remat={remat}"
+            rss[key] = round(probe["peak_rss_mb"], 1)
+            print(f"peak RSS {key}: {probe['peak_rss_mb']:.0f} MB (after init {probe['after_init_mb']:.0f} MB)")
+    print(f"RSS model {RSS_MODEL}, batch {RSS_BATCH}, ILSD step")
+
+    print(f"total benchmark time {time.time() - t_start:.0f} s")
+    print(json.dumps({
+        "ilsd_over_vanilla": round(ilsd_over_vanilla, 4),
+        "looped_over_unique": round(looped_over_unique, 4),
+        "mfu": round(mfu, 4),
+        "mfu_cpu_time": round(mfu_cpu, 4),
+        "matmul_peak_gflops": round(peak.gflops, 1),
+        "step_ms": {k: round(v * 1e3, 1) for k, v in best.items()},
+        "sample_seconds_per_loop": sample_seconds,
+        "peak_rss_mb": rss,
+    }))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "--rss":
+        rss_probe(int(sys.argv[2]), bool(int(sys.argv[3])))
+    else:
+        main()
