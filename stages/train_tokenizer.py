@@ -1,5 +1,6 @@
 """Stage train_tokenizer: train the VQ tokenizer -> data/tokenizer/ (orbax + tokenizer.json +
-metrics.json). With tokenizer.checkpoint set, the given pretrained tokenizer is copied instead."""
+metrics.json) and data/tokenizer_metrics.json. With tokenizer.checkpoint set, the given
+pretrained tokenizer (any registered kind) is copied and evaluated instead."""
 import argparse
 import json
 import sys
@@ -14,6 +15,8 @@ def main() -> None:
   ap = argparse.ArgumentParser(description=__doc__)
   ap.add_argument("--params", default="params.yaml")
   ap.add_argument("--out", default="data/tokenizer")
+  # DVC metrics must live outside the cached `outs` folder: a copy of out/metrics.json.
+  ap.add_argument("--metrics", default="data/tokenizer_metrics.json")
   args = ap.parse_args()
   params = yaml.safe_load(Path(args.params).read_text())
   data, tk = params["data"], params["tokenizer"]
@@ -33,6 +36,8 @@ def main() -> None:
         codebook_size=int(tk["codebook_size"]), embed_dim=int(tk["embed_dim"]),
         channels=int(tk["channels"]), steps=int(tk["steps"]), batch_size=int(tk["batch_size"]),
         lr=float(tk["lr"]), commitment=float(tk["commitment"]), seed=int(tk["seed"]))
+  Path(args.metrics).parent.mkdir(parents=True, exist_ok=True)
+  Path(args.metrics).write_text(json.dumps(metrics, indent=2, sort_keys=True))
   print(json.dumps(metrics, indent=2))
 
 

@@ -15,8 +15,11 @@ import optax
 
 from elt.tokenizers import vq
 
-RESTART_EVERY = 100        # steps between dead-code checks
+RESTART_EVERY = 50         # steps between dead-code checks
 RESTART_UNTIL = 0.8        # fraction of training after which codes are left alone to settle
+# A code is "dead" below this fraction of its uniform share of the window's assignments: codes
+# hit only by a few stray vectors would otherwise count as alive while the rest collapse.
+DEAD_FRACTION = 0.03
 
 
 def evaluate(tok: vq.VQTokenizer, images: np.ndarray) -> dict:
@@ -75,7 +78,8 @@ def fit(cfg: vq.VQConfig, images: np.ndarray, steps: int, batch_size: int, lr: f
     usage += np.asarray(counts)
     if (i + 1) % RESTART_EVERY == 0:
       if i + 1 < RESTART_UNTIL * steps:
-        params, n = vq.restart_dead_codes(params, usage, np.asarray(z), rng)
+        alive = usage >= DEAD_FRACTION * usage.sum() / cfg.codebook_size
+        params, n = vq.restart_dead_codes(params, alive.astype(np.int64), np.asarray(z), rng)
         restarted += n
         opt_state = tx.init(params) if n else opt_state  # stale moments would fling moved codes
       usage[:] = 0

@@ -166,7 +166,7 @@ def init_codebook(cfg: VQConfig, params, images_uint8: np.ndarray, seed: int):
 
 
 def restart_dead_codes(params, usage_counts: np.ndarray, latents: np.ndarray, rng):
-  """Move codes with zero recent usage onto random current encoder outputs (unit sphere)."""
+  """Move codes whose usage count is zero onto random current encoder outputs (unit sphere)."""
   dead = np.flatnonzero(usage_counts == 0)
   if dead.size == 0:
     return params, 0
