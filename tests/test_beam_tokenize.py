@@ -123,3 +123,31 @@ def test_bad_arguments_fail_before_compute(setup_dirs, tmp_path):
     beam_tokenize.run("digits", "train", str(root / "tfds"), 32, str(root / "tok"),
                       str(tmp_path / "o"))
   assert not (tmp_path / "o").exists()
+
+
+def test_failed_run_leaves_no_manifest(setup_dirs, tmp_path):
+  root, _ = setup_dirs
+  for cls in ("a", "b"):
+    (tmp_path / "imgs" / cls).mkdir(parents=True)
+    for i in range(3):
+      Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "imgs" / cls / f"{i}.png")
+  (tmp_path / "imgs" / "b" / "2.png").write_bytes(b"\x89PNG broken")
+  out = tmp_path / "out"
+  out.mkdir()
+  (out / shards.MANIFEST).write_text("{}")  # a previous, complete-looking run
+  with pytest.raises(Exception, match=r"unreadable image file .*b/2\.png"):
+    beam_tokenize.run(str(tmp_path / "imgs"), "train", None, SIZE, str(root / "tok"), str(out),
+                      batch_size=2, num_shards=2)
+  # The old manifest is untouched (the failure happened before publishing) and nothing is staged.
+  assert (out / shards.MANIFEST).read_text() == "{}"
+  assert [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name] == []
+
+
+def test_stage_script_does_not_shadow_stdlib_tokenize():
+  import subprocess
+  import sys
+  from pathlib import Path
+  stages = Path(__file__).resolve().parents[1] / "stages"
+  code = (f"import sys; sys.path.insert(0, {str(stages)!r}); import inspect, tokenize; "
+          "assert tokenize.generate_tokens and 'stages' not in tokenize.__file__")
+  subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -1,6 +1,7 @@
 """VQ tokenizer: quantiser numbers, usage/PSNR maths, training improves PSNR, save/load, registry."""
 import json
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -29,8 +30,8 @@ def test_usage_and_psnr_by_hand():
 
 def test_quantize_picks_nearest_unit_code():
   cfg = vq.VQConfig(image_size=8, downsample=4, codebook_size=3, embed_dim=2, channels=16)
-  params = dict(vq.init_params(cfg, 0))
-  params["codebook"] = jnp.array([[2.0, 0.0], [0.0, -5.0], [-1.0, 1.0]])  # normalised inside
+  # quantize reads only the codebook (normalised inside).
+  params = {"codebook": jnp.array([[2.0, 0.0], [0.0, -5.0], [-1.0, 1.0]])}
   z = jnp.array([[0.9, 0.1], [0.1, -0.8], [-0.6, 0.5], [0.6, -0.7]])
   ids, e = vq.VQVAE(cfg).apply({"params": params}, vq.l2_normalize(z), method=vq.VQVAE.quantize)
   # Nearest by Euclidean distance between unit vectors, computed independently in numpy.
@@ -44,13 +45,14 @@ def test_quantize_picks_nearest_unit_code():
 def test_straight_through_losses_by_hand(images):
   params = vq.init_params(CFG, 0)
   x = vq.to_float(jnp.asarray(images[:4]))
-  recon, ids, codebook_loss, commit_loss, z = vq.VQVAE(CFG).apply({"params": params}, x)
+  model = vq.VQVAE(CFG)
+  recon, ids, codebook_loss, commit_loss, z = jax.jit(model.apply)({"params": params}, x)
   codes = np.asarray(vq.l2_normalize(params["codebook"]))
   ref = np.mean(np.sum((np.asarray(z) - codes[np.asarray(ids)]) ** 2, -1))
   assert float(codebook_loss) == pytest.approx(ref, rel=1e-5)
   assert float(commit_loss) == pytest.approx(ref, rel=1e-5)
   # The forward pass decodes the quantised codes (straight-through only changes gradients).
-  dec = vq.VQVAE(CFG).apply({"params": params}, ids, method=vq.VQVAE.decode)
+  dec = jax.jit(lambda p, t: model.apply({"params": p}, t, method=vq.VQVAE.decode))(params, ids)
   np.testing.assert_allclose(recon, dec, atol=1e-5)
 
 
@@ -94,3 +96,18 @@ def test_registry_errors(tmp_path):
     load_tokenizer(str(tmp_path))
   with pytest.raises(ValueError, match="downsample"):
     vq.VQConfig(image_size=30, downsample=4).validate()
+
+
+def test_restart_dead_codes_by_hand():
+  params = {"codebook": jnp.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])}
+  latents = np.array([[[0.6, 0.8]], [[0.8, -0.6]]], np.float32)  # [2, 1, 2]
+  rng = np.random.default_rng(0)
+  new, n = vq.restart_dead_codes(params, np.array([0, 5, 0]), latents, rng)
+  assert n == 2
+  cb = np.asarray(new["codebook"])
+  np.testing.assert_array_equal(cb[1], [0.0, 1.0])  # alive code untouched
+  flat = latents.reshape(-1, 2)
+  for k in (0, 2):  # dead codes now sit on encoder outputs
+    assert any(np.allclose(cb[k], row) for row in flat)
+  same, n = vq.restart_dead_codes(params, np.array([1, 1, 1]), latents, rng)
+  assert n == 0 and same is params

@@ -152,7 +152,8 @@ def to_uint8(x):
 def init_params(cfg: VQConfig, seed: int) -> Any:
   model = VQVAE(cfg)
   dummy = jnp.zeros((1, cfg.image_size, cfg.image_size, 3), jnp.float32)
-  return model.init(jax.random.PRNGKey(seed), dummy)["params"]
+  # One jitted init instead of op-by-op dispatch: seconds faster on CPU.
+  return jax.jit(model.init)(jax.random.PRNGKey(seed), dummy)["params"]
 
 
 def init_codebook(cfg: VQConfig, params, images_uint8: np.ndarray, seed: int):
