@@ -38,7 +38,8 @@ class MaskGITConfig:
     dtype: str = "float32"  # compute dtype; params stay float32
     # Unroll the N layers and the static training loop over L_max: the ILSD step ran 1.5x faster
     # on CPU than with rolled scans (benchmarks/RESULTS_core.md); False compiles faster for very
-    # deep N x L_max. Inference with a traced L always keeps a rolled loop over L.
+    # deep N x L_max. Inference with a traced L always keeps a rolled loop over L, and remat keeps
+    # the layer scan rolled (its memory saving needs the loop, see LoopedBlock).
     unroll: bool = True
 
     def __post_init__(self):

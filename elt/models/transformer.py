@@ -83,6 +83,9 @@ class LoopedBlock(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         layer_cls = _ScanLayer
+        # Remat keeps the scan over layers rolled: unrolled straight-line code lets XLA schedule
+        # the recomputation early (measured on CPU: no memory saved at all), the loop forbids it.
+        unroll = self.unroll and not self.remat
         if self.remat:
             layer_cls = nn.remat(layer_cls, prevent_cse=False)
         layers = nn.scan(
@@ -90,7 +93,7 @@ class LoopedBlock(nn.Module):
             variable_axes={"params": 0},
             split_rngs={"params": True},
             length=self.N,
-            unroll=self.N if self.unroll else 1,
+            unroll=self.N if unroll else 1,
         )(self.d_model, self.num_heads, self.mlp_dim, self.dtype, name="layers")
         x, _ = layers(x, None)
         return x
