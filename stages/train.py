@@ -156,8 +156,9 @@ def main(argv=None) -> None:
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    ocp.StandardCheckpointer().save(tmp.resolve() / "params", state.params)
-    ocp.StandardCheckpointer().wait_until_finished() if hasattr(ocp.StandardCheckpointer, "wait_until_finished") else None
+    with ocp.StandardCheckpointer() as ckptr:  # saves asynchronously: wait before moving the folder
+        ckptr.save(tmp.resolve() / "params", state.params)
+        ckptr.wait_until_finished()
     model_json = {
         "family": hyper.family,
         "config": dataclasses.asdict(model.cfg),
