@@ -54,6 +54,11 @@ def test_same_set_is_zero_and_singular_covariances_are_handled():
     value = fid.frechet_distance(mu, s, mu2, s2)
     assert np.isfinite(value)
     assert value == pytest.approx(independent_fid(mu, s, mu2, s2), rel=1e-4)
+    # The eigh route works on the rank-9 subspace of S1: same value, and exactly ~0 for X vs X.
+    assert fid.frechet_distance(mu, s, mu2, s2, method="eigh") == pytest.approx(value, rel=1e-4)
+    assert abs(fid.frechet_distance(mu, s, mu, s, method="eigh")) < 1e-9 * np.trace(s)
+    zero = np.zeros((64, 64))
+    assert fid.frechet_distance(mu, zero, mu, s, method="eigh") == pytest.approx(np.trace(s))
 
 
 def test_eigh_method_equals_sqrtm():

@@ -1,6 +1,5 @@
 """The Flax FID Inception against the TorchScript network run by torch (golden features), and the
 torch-free weights reader. Golden file: scripts/make_golden_inception.py."""
-import io
 import os
 import pickle
 import sys

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import scipy.linalg
@@ -101,7 +100,8 @@ def compute_stats(images_or_path, weights=None, batch_size: int = 50, extractor=
     """Images (uint8 [N, H, W, 3]) or a path (folder / .npz) -> (mu, sigma, n) of the FID features.
 
     ``extractor`` (an :class:`InceptionFeatures`) can be passed to reuse one compiled network;
-    otherwise one is built from ``weights`` (a path or :class:`FidWeights`).
+    otherwise one is built from ``weights`` (a path or :class:`FidWeights`; default
+    data/weights/fid_inception.pt, the fetch_fid_weights stage's output).
     """
     if isinstance(images_or_path, (str, Path)):
         images = load_images(images_or_path)
@@ -109,9 +109,14 @@ def compute_stats(images_or_path, weights=None, batch_size: int = 50, extractor=
         images = _check_images(np.asarray(images_or_path), "images")
     if extractor is None:
         from elt.evaluation.inception import InceptionFeatures
+        from elt.evaluation.weights import DEFAULT_WEIGHTS_PATH
 
         if weights is None:
-            raise ValueError("compute_stats needs `weights` (path of the FID Inception weights) or an extractor")
+            if not DEFAULT_WEIGHTS_PATH.is_file():
+                raise FileNotFoundError(
+                    f"no FID weights given and none at {DEFAULT_WEIGHTS_PATH}: run `dvc repro fetch_fid_weights`"
+                )
+            weights = DEFAULT_WEIGHTS_PATH
         extractor = InceptionFeatures(weights, batch_size=batch_size)
     return stats_from_features(extractor(images, progress=progress))
 
@@ -182,9 +187,14 @@ def _trace_sqrt_product_eigh(sigma1, sigma2) -> float:
         # roots (~1e-8 each, thousands of them for N < 2048 samples) would bias the trace.
         return np.where(w > w.max() * w.size * np.finfo(np.float64).eps, w, 0.0)
 
+    # sqrt(S1) S2 sqrt(S1) = V D V^T S2 V D V^T over the r non-zero eigenpairs of S1 has the same
+    # non-zero eigenvalues as the r x r matrix D V^T S2 V D: small when S1 has low rank (N < 2048).
     w, v = np.linalg.eigh(sigma1)
-    root1 = (v * np.sqrt(rank_floor(w))) @ v.T
-    eig = np.linalg.eigvalsh(root1 @ sigma2 @ root1)
+    keep = rank_floor(w) > 0
+    vd = v[:, keep] * np.sqrt(w[keep])
+    if not keep.any():
+        return 0.0  # S1 = 0
+    eig = np.linalg.eigvalsh(vd.T @ sigma2 @ vd)
     return float(np.sqrt(rank_floor(eig)).sum())
 
 

@@ -13,7 +13,6 @@ TorchScript module tree, so a mismatch names the layer.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
 
 import flax.linen as nn
 import jax

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from itertools import islice
-from pathlib import Path
 from typing import Iterable
 
 import numpy as np

@@ -113,7 +113,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
         # pid = ('storage', storage_type, key, location, numel)
         if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"):
             raise TorchFileError(f"{self._source}: unexpected persistent id {pid!r}")
-        storage_type, key, _location, numel = pid[1], str(pid[2]), pid[3], int(pid[4])
+        storage_type, key, numel = pid[1], str(pid[2]), int(pid[4])  # pid[3]: device, unused
         if isinstance(storage_type, _StorageType):
             type_name = storage_type.name
         else:  # newer torch.save writes a dtype object instead of a storage class
