@@ -6,7 +6,7 @@ Data: the bundled digits (tfds builder) at --image-size; --repeat k > 1 tokenize
 times over (an image folder holding k copies) so fixed costs (pipeline start, per-worker jit)
 weigh as they would on a larger data set. Tokenizer: the default VQ config (weights random: the
 cost does not depend on them). Plain loop = load the tokenizer (jit compile included), read the
-images and encode them in batches, in this process.
+images (--read-size at a time, as Beam work items) and encode them in batches, in this process.
 Beam = the whole `beam_tokenize.run` (start, read, encode, shard writing, sha256, manifest).
 Last line: one JSON object.
 """
@@ -38,7 +38,8 @@ def main() -> None:
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   ap.add_argument("--image-size", type=int, default=32)
   ap.add_argument("--repeat", type=int, default=1)
-  ap.add_argument("--batch-size", type=int, default=256)
+  ap.add_argument("--batch-size", type=int, default=128)  # params.yaml tokenize.batch_size
+  ap.add_argument("--read-size", type=int, default=1024)
   ap.add_argument("--num-shards", type=int, default=4)
   ap.add_argument("--workers", type=int, default=2)
   ap.add_argument("--mode", default="multi_threading",
@@ -66,13 +67,15 @@ def main() -> None:
   # as each Beam worker pays it too), read and encode in batches of the same size.
   t = time.perf_counter()
   plain_tok = load_tokenizer(str(work / "tok"))
-  for a in range(0, n, args.batch_size):
-    plain_tok.encode(data.read(a, min(a + args.batch_size, n))[0])
+  for a in range(0, n, args.read_size):
+    images = data.read(a, min(a + args.read_size, n))[0]
+    for b in range(0, len(images), args.batch_size):
+      plain_tok.encode(images[b:b + args.batch_size])
   plain_s = time.perf_counter() - t
 
   t = time.perf_counter()
   beam_tokenize.run(dataset, "train", data_dir, args.image_size, str(work / "tok"),
-                    str(work / "tokens"), batch_size=args.batch_size,
+                    str(work / "tokens"), batch_size=args.batch_size, read_size=args.read_size,
                     num_shards=args.num_shards, direct_num_workers=args.workers,
                     direct_running_mode=args.mode)
   beam_s = time.perf_counter() - t

@@ -35,6 +35,7 @@ else:
     manifest = run(data["dataset"], data.get("train_split", "train"), data["data_dir"],
                    int(data["image_size"]), args.tokenizer, args.out,
                    batch_size=int(tz["batch_size"]), num_shards=int(tz["num_shards"]),
+                   read_size=int(tz.get("read_size", 1024)),
                    runner=tz.get("runner", "DirectRunner"),
                    direct_num_workers=int(tz.get("direct_num_workers", 2)),
                    direct_running_mode=tz.get("direct_running_mode", "multi_threading"),

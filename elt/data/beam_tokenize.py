@@ -43,8 +43,10 @@ class EncodeRange(beam.DoFn):
   """(shard, start, stop) -> (shard, (start, tokens int32 [n, h*w], labels int32 [n]))."""
 
   def __init__(self, dataset: str, split: str, data_dir: str | None, image_size: int,
-               tokenizer_path: str, dataset_identity: str, tokenizer_identity: str):
+               tokenizer_path: str, dataset_identity: str, tokenizer_identity: str,
+               batch_size: int):
     self._args = (dataset, split, data_dir, image_size)
+    self._batch_size = batch_size
     self._tokenizer_path = tokenizer_path
     self._identities = (dataset_identity, tokenizer_identity)
 
@@ -63,7 +65,9 @@ class EncodeRange(beam.DoFn):
   def process(self, element):
     shard, start, stop = element
     images, labels = self._data.read(start, stop)
-    tokens = self._tok.encode(images).reshape(len(images), -1)
+    tokens = np.concatenate([self._tok.encode(images[a:a + self._batch_size])
+                             for a in range(0, len(images), self._batch_size)])
+    tokens = tokens.reshape(len(images), -1)
     yield shard, (start, tokens.astype(np.int32), labels.astype(np.int32))
 
 
@@ -87,12 +91,12 @@ class WriteShard(beam.DoFn):
     yield info
 
 
-def work_items(total: int, num_shards: int, batch_size: int) -> list[tuple[int, int, int]]:
-  """(shard, start, stop) ranges of at most batch_size that never straddle a shard boundary."""
+def work_items(total: int, num_shards: int, read_size: int) -> list[tuple[int, int, int]]:
+  """(shard, start, stop) ranges of at most read_size that never straddle a shard boundary."""
   items = []
   for s in range(num_shards):
     lo, hi = shards_lib.shard_bounds(s, total, num_shards)
-    items.extend((s, a, min(a + batch_size, hi)) for a in range(lo, hi, batch_size))
+    items.extend((s, a, min(a + read_size, hi)) for a in range(lo, hi, read_size))
   return items
 
 
@@ -111,18 +115,23 @@ def pipeline_options(runner: str, direct_num_workers: int, direct_running_mode: 
 
 
 def run(dataset: str, split: str, data_dir: str | None, image_size: int, tokenizer_path: str,
-        out_dir: str, *, batch_size: int = 128, num_shards: int = 4,
+        out_dir: str, *, batch_size: int = 128, num_shards: int = 4, read_size: int = 1024,
         runner: str = "DirectRunner", direct_num_workers: int = 2,
         direct_running_mode: str = "multi_threading",
         pipeline_flags: Iterable[str] = ()) -> dict:
   """Tokenize `dataset`/`split` with the tokenizer at `tokenizer_path` into `out_dir`.
-  Returns the manifest (also written to `out_dir/manifest.json`)."""
+  Returns the manifest (also written to `out_dir/manifest.json`).
+
+  A work item reads `read_size` examples at once (opening a tfds slice costs ~50-100 ms, so
+  small reads would dominate) and encodes them `batch_size` at a time."""
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   from elt.data.datasets import load_image_dataset  # pylint: disable=import-outside-toplevel
   from elt.tokenizers import load_tokenizer  # pylint: disable=import-outside-toplevel
 
   if not isinstance(batch_size, int) or batch_size < 1:
     raise ValueError(f"tokenize.batch_size must be an int >= 1, got {batch_size!r}")
+  if not isinstance(read_size, int) or read_size < 1:
+    raise ValueError(f"tokenize.read_size must be an int >= 1, got {read_size!r}")
   if not isinstance(num_shards, int) or num_shards < 1:
     raise ValueError(f"tokenize.num_shards must be an int >= 1, got {num_shards!r}")
   options = pipeline_options(runner, direct_num_workers, direct_running_mode, list(pipeline_flags))
@@ -143,10 +152,11 @@ def run(dataset: str, split: str, data_dir: str | None, image_size: int, tokeniz
   try:
     with beam.Pipeline(options=options) as p:
       _ = (p
-           | "Ranges" >> beam.Create(work_items(total, num_shards, batch_size))
+           | "Ranges" >> beam.Create(work_items(total, num_shards, read_size))
            | "Spread" >> beam.Reshuffle()
            | "Encode" >> beam.ParDo(EncodeRange(dataset, split, data_dir, image_size,
-                                                tokenizer_path, data.identity, tok.identity))
+                                                tokenizer_path, data.identity, tok.identity,
+                                                batch_size))
            | "ByShard" >> beam.GroupByKey()
            | "Write" >> beam.ParDo(WriteShard(tmp_dir, num_shards)))
     infos = []
