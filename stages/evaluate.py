@@ -50,7 +50,8 @@ def main(argv=None) -> None:
     per_loop = {}
     for L in sorted(int(k) for k in timing):
         images = np.load(samples / f"L{L}.npz")["images"]
-        result = evaluator.evaluate(images, ref_mu, ref_sigma)
+        # eigh: the same trace-sqrt as scipy's sqrtm (tested equal) in seconds instead of a minute
+        result = evaluator.evaluate(images, ref_mu, ref_sigma, method="eigh")
         per_loop[str(L)] = {
             "fid": float(result["fid"]),
             "is": result.get("is"),
