@@ -41,7 +41,7 @@ def test_beam_equals_in_process_and_is_byte_identical(setup_dirs):
   data_dir = str(root / "tfds")
   out1 = root / "tokens1"
   m1 = beam_tokenize.run("digits", "train", data_dir, SIZE, str(root / "tok"), str(out1),
-                         batch_size=100, num_shards=3, direct_num_workers=2)
+                         batch_size=100, read_size=250, num_shards=3, direct_num_workers=2)
   ds = load_image_dataset("digits", "train", data_dir, SIZE)
   images, labels = ds.read(0, ds.num_examples)
   ref = tok.encode(images).reshape(len(images), -1)
@@ -59,7 +59,7 @@ def test_beam_equals_in_process_and_is_byte_identical(setup_dirs):
   # Another run with other batching and parallelism writes the very same bytes.
   out2 = root / "tokens2"
   m2 = beam_tokenize.run("digits", "train", data_dir, SIZE, str(root / "tok"), str(out2),
-                         batch_size=37, num_shards=3, direct_num_workers=1,
+                         batch_size=37, read_size=64, num_shards=3, direct_num_workers=1,
                          direct_running_mode="in_memory")
   assert m2 == m1
   for s in m1["shards"]:
@@ -89,11 +89,13 @@ def test_image_folder_and_mocked_tfds_through_beam(setup_dirs, tmp_path):
   np.testing.assert_array_equal(np.stack([r["tokens"] for r in recs]),
                                 tok.encode(images).reshape(10, -1))
   np.testing.assert_array_equal([r["labels"] for r in recs], [0] * 5 + [1] * 5)
-  # A large tfds data set by name, its reader mocked (threads share the mock in-process).
+  # A large tfds data set by name, its reader mocked. The mock patches tf.io.gfile globally
+  # while reading (not thread-safe), so this run uses one in-process worker.
   import tensorflow_datasets as tfds
   with tfds.testing.mock_data(num_examples=9):
     m = beam_tokenize.run("cifar10", "train", str(tmp_path / "tfds"), SIZE, str(root / "tok"),
-                          str(tmp_path / "cifar"), batch_size=4, num_shards=2)
+                          str(tmp_path / "cifar"), batch_size=4, read_size=3, num_shards=2,
+                          direct_num_workers=1, direct_running_mode="in_memory")
     images, labels = load_image_dataset("cifar10", "train", str(tmp_path / "tfds"),
                                         SIZE).read(0, 9)
   _, recs = read_shards(tmp_path / "cifar")
