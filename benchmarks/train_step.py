@@ -44,7 +44,7 @@ from elt.training import TrainConfig, create_train_state, make_train_step  # noq
 # Scale S of the paper (d 384, MLP 1536, 6 heads) on 8x8 tokens: big enough that matmuls dominate.
 MODEL = dict(codebook_size=256, num_classes=10, grid=(8, 8), d_model=384, num_heads=6, mlp_dim=1536, unroll=True)
 N, L_MAX, BATCH = 2, 3, 16
-REPEATS = 6
+REPEATS = 8
 # Memory probe: longer sequences (16x16) so activations, not weights, dominate RSS.
 RSS_MODEL = dict(codebook_size=256, num_classes=10, grid=(16, 16), d_model=256, num_heads=4, mlp_dim=1024, N=2)
 RSS_BATCH, RSS_L_MAX = 16, (2, 6)
@@ -117,7 +117,7 @@ class StepRunner:
 
 
 def rss_probe(L_max: int, remat: bool) -> None:
-    """Child process: two train steps, then print peak RSS (ru_maxrss is KiB on Linux).
+    """Child process: two train steps, then print the peak RSS.
 
     ``after_init_mb`` (RSS once params and optimizer state exist, before the step is compiled)
     separates the fixed cost from what the step's activations and compilation add.
@@ -132,8 +132,21 @@ def rss_probe(L_max: int, remat: bool) -> None:
     for i in range(2):
         state, m = step(state, batch, jax.random.key(i))
         _block((state, m))
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"peak_rss_mb": peak, "after_init_mb": after_init}))
+    print(json.dumps({"peak_rss_mb": _peak_rss_mb(), "after_init_mb": after_init}))
+
+
+def _peak_rss_mb() -> float:
+    """Peak RSS of this process. Linux keeps ru_maxrss across fork+exec (a child started by a big
+    parent reports at least the parent's RSS), so read this address space's own high-water mark
+    (VmHWM) where /proc exists and fall back to ru_maxrss elsewhere."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main():
