@@ -148,6 +148,12 @@ def test_config_validation(override, needle):
         MaskGITConfig(**dict(TINY, **override))
 
 
+def test_config_normalises_yaml_and_numpy_values():
+    cfg = MaskGITConfig(**dict(TINY, grid=[np.int64(4), 4], codebook_size=np.int32(16)))
+    assert cfg.grid == (4, 4) and type(cfg.codebook_size) is int
+    assert cfg == MaskGITConfig(**TINY)
+
+
 def test_L_below_one_rejected(tiny):
     model, params, tokens, labels = tiny
     with pytest.raises(ValueError, match="L=0"):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from typing import Any
 
 import flax.linen as nn
@@ -43,9 +44,14 @@ class MaskGITConfig:
     unroll: bool = True
 
     def __post_init__(self):
-        # Frozen dataclass: normalise a list (from YAML) to a tuple before validating.
-        object.__setattr__(self, "grid", tuple(self.grid))
+        # Frozen dataclass: normalise a list (from YAML/JSON) to a tuple and numpy integers (from a
+        # manifest) to python ints before validating, so configs hash and compare alike.
+        def as_int(v):
+            return int(v) if isinstance(v, numbers.Integral) and not isinstance(v, bool) else v
+
+        object.__setattr__(self, "grid", tuple(as_int(g) for g in self.grid))
         for name in ("codebook_size", "num_classes", "d_model", "num_heads", "mlp_dim", "N"):
+            object.__setattr__(self, name, as_int(getattr(self, name)))
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"MaskGITConfig.{name} must be an int >= 1, got {name}={value!r}")
