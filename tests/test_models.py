@@ -173,3 +173,13 @@ def test_registry_and_scales():
     assert (SCALES["G"].d_model, SCALES["G"].mlp_dim) == (1664, 8192)
     for s in SCALES.values():
         assert s.d_model % s.num_heads == 0
+
+
+def test_bfloat16_compute_keeps_float32_params_and_logits(tiny):
+    model, params, tokens, labels = tiny
+    bf16 = build_model("maskgit", **dict(TINY, dtype="bfloat16"))
+    assert all(x.dtype == jnp.float32 for x in jax.tree_util.tree_leaves(jax.eval_shape(bf16.init, jax.random.key(0))))
+    low = jax.jit(bf16.apply, static_argnums=3)(params, tokens, labels, 2)
+    high = jax.jit(model.apply, static_argnums=3)(params, tokens, labels, 2)
+    assert low.dtype == jnp.float32
+    np.testing.assert_allclose(low, high, atol=0.1)  # bf16 has ~3 significant digits
