@@ -149,6 +149,12 @@ def run(dataset: str, split: str, data_dir: str | None, image_size: int, tokeniz
   out_dir = out_dir.rstrip("/")
   tmp_dir = f"{out_dir}.tmp-{uuid.uuid4().hex[:12]}"
   tf.io.gfile.makedirs(tmp_dir)
+  # Workers running in this process (DirectRunner threads) reuse what the driver just loaded;
+  # remote workers load their own in DoFn.setup.
+  keys = [("data", (dataset, split, data_dir, image_size), data.identity),
+          ("tok", tokenizer_path, tok.identity)]
+  with _CACHE_LOCK:
+    _CACHE.update(zip(keys, (data, tok)))
   try:
     with beam.Pipeline(options=options) as p:
       _ = (p
@@ -177,6 +183,9 @@ def run(dataset: str, split: str, data_dir: str | None, image_size: int, tokeniz
     }
     _publish(tmp_dir, out_dir, infos, manifest)
   finally:
+    with _CACHE_LOCK:
+      for key in keys:
+        _CACHE.pop(key, None)
     if tf.io.gfile.exists(tmp_dir):
       tf.io.gfile.rmtree(tmp_dir)
   return manifest
