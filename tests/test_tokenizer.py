@@ -111,3 +111,23 @@ def test_restart_dead_codes_by_hand():
     assert any(np.allclose(cb[k], row) for row in flat)
   same, n = vq.restart_dead_codes(params, np.array([1, 1, 1]), latents, rng)
   assert n == 0 and same is params
+
+
+def test_pretrained_checkpoint_plugs_in(images, tmp_path):
+  from PIL import Image
+  from elt.tokenizers.pretrained import use_pretrained
+  tok, _ = fit(CFG, images, steps=0, batch_size=8, lr=1e-3)
+  tok.save(str(tmp_path / "given"))
+  for label in (0, 1):
+    (tmp_path / "imgs" / str(label)).mkdir(parents=True)
+    for i in range(2):
+      Image.fromarray(images[2 * label + i]).save(tmp_path / "imgs" / str(label) / f"{i}.png")
+  m = use_pretrained(str(tmp_path / "given"), str(tmp_path / "out"), str(tmp_path / "imgs"),
+                     "train", None, 16)
+  assert m["identity"] == tok.identity == load_tokenizer(str(tmp_path / "out")).identity
+  ref = evaluate(tok, images[:4])
+  assert m["psnr"] == pytest.approx(ref["psnr"]) and m["num_images"] == 4
+  assert json.loads((tmp_path / "out" / "metrics.json").read_text())["mse"] == m["mse"]
+  with pytest.raises(ValueError, match="works on 16px images, data.image_size is 32"):
+    use_pretrained(str(tmp_path / "given"), str(tmp_path / "o2"), str(tmp_path / "imgs"),
+                   "train", None, 32)
