@@ -55,6 +55,12 @@ def test_digits_builder_yields_all_labelled_examples(digits_dir):
   assert "digits/16" in ds.identity
   info = prepare("digits", digits_dir, SIZE)
   assert info["num_examples"] == 1797 and info["num_classes"] == 10
+  with pytest.raises(ValueError, match="no split 'test'"):
+    load_image_dataset("digits", "test", digits_dir, SIZE)
+  # A sliced split reads through the stream: same examples as the plain split's range.
+  sliced = load_image_dataset("digits", "train[10:20]", digits_dir, SIZE)
+  assert sliced.num_examples == 10
+  np.testing.assert_array_equal(sliced.read(2, 5)[0], images[12:15])
 
 
 def test_center_crop_resize_numbers():

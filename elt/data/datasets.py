@@ -97,6 +97,9 @@ class TfdsImageDataset(ImageDataset):
     if not isinstance(features["label"], tfds.features.ClassLabel):
       raise ValueError(f"dataset {name!r}: feature 'label' is not a ClassLabel")
     self.num_classes = int(features["label"].num_classes)
+    splits = self._builder.info.splits
+    if splits and split.split("[")[0] not in splits:
+      raise ValueError(f"dataset {name!r} has no split {split!r} (splits: {list(splits)})")
     try:
       whole = self._as_dataset(split)
     except AssertionError as e:  # tfds' way of saying "no data in data_dir"
@@ -104,12 +107,11 @@ class TfdsImageDataset(ImageDataset):
           f"dataset {name!r} has no prepared data in data_dir={data_dir!r}; prepare it first "
           f"(`tfds build {name} --data_dir {data_dir}`, with --manual_dir for manual downloads) "
           f"or point data_dir at an existing tfds data dir") from e
-    self._sliceable = bool(self._builder.info.splits) and re.fullmatch(r"[\w-]+", split) is not None
-    if self._builder.info.splits:
-      if split.split("[")[0] not in self._builder.info.splits:
-        raise ValueError(f"dataset {name!r} has no split {split!r} (splits: "
-                         f"{list(self._builder.info.splits)})")
-      self.num_examples = int(self._builder.info.splits[split].num_examples)
+    # Plain split names with known sizes read ranges as tfds slices; others (`train[:10%]`,
+    # mocked data without metadata) skip/take through the stream.
+    self._sliceable = bool(splits) and re.fullmatch(r"[\w-]+", split) is not None
+    if splits:
+      self.num_examples = int(splits[split].num_examples)
     else:
       # No split metadata (e.g. tfds.testing.mock_data): count what the reader yields.
       n = int(whole.cardinality())
