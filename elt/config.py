@@ -62,6 +62,8 @@ class TokenizeConfig:
     num_shards: int = 4
     runner: str = "DirectRunner"
     direct_num_workers: int = 2
+    direct_running_mode: str = "multi_threading"  # measured ~9x faster than multi_processing here
+    read_size: int = 1024  # examples per Beam work item
     pipeline_options: tuple[str, ...] = ()  # passed through to Beam (Dataflow/Flink/Spark flags)
 
 
@@ -269,7 +271,7 @@ def parse_params(raw: Mapping[str, Any], source: str = "params.yaml") -> Params:
     if data.image_size % tokenizer.downsample:
         raise ConfigError("tokenizer.downsample", f"{tokenizer.downsample} does not divide data.image_size {data.image_size}")
     tokenize = _section(TokenizeConfig, raw.get("tokenize"), "tokenize")
-    for name in ("batch_size", "num_shards", "direct_num_workers"):
+    for name in ("batch_size", "num_shards", "direct_num_workers", "read_size"):
         _positive(f"tokenize.{name}", getattr(tokenize, name))
 
     scales_raw = raw.get("scales")

@@ -10,11 +10,6 @@ from __future__ import annotations
 import os
 import sys
 
-# `python stages/X.py` puts stages/ first on sys.path, where stages/tokenize.py would shadow the
-# standard library's tokenize (imported by inspect, dataclasses, ...). Drop that entry first.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
-
 import argparse
 from pathlib import Path
 
