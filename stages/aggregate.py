@@ -58,7 +58,20 @@ def main(argv: list[str] | None = None) -> int:
           f"({m['best_fid_run']} L={m['best_fid_L']}) -> {out}")
     if not report.fit.ok:
         print(f"aggregate: no power-law fit: {report.fit.reason}")
+    _log_summary_run(report, Path(out))
     return 0
+
+
+def _log_summary_run(report, out: Path) -> None:
+    """The MLflow summary run: headline metrics, the Pareto table and the figures (best effort)."""
+    from elt.tracking import RunTracker
+
+    tracker = RunTracker.for_aggregate(stage="aggregate")
+    tracker.log_metrics({k: v for k, v in report.metrics().items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+    tracker.log_dict(report.pareto_json(), "pareto.json")
+    for f in sorted(out.glob("*.md")) + sorted(out.glob("*.png")) + sorted(out.glob("*.csv")):
+        tracker.log_artifact(str(f))
+    tracker.end()
 
 
 if __name__ == "__main__":
