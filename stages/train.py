@@ -60,6 +60,7 @@ def main(argv=None) -> None:
     from elt.training.step import TrainConfig, create_train_state, eval_loss, make_train_step
     from elt.tracking import RunTracker
     from elt.training.batches import StepBatches
+    from elt.training.mesh import batch_sharding, check_batch_divisible, make_mesh
 
     # ---------------------------------------------------------------- data
     tokens = TokenData(args.tokens)  # verifies every shard against the manifest first
@@ -91,11 +92,25 @@ def main(argv=None) -> None:
         seed=hyper.seed + params.seed,
     )
 
+    # ---------------------------------------------------------------- mesh
+    # Data parallel over every device of every host: each process feeds its share of the global
+    # batch (its own slice of the data), assembled into one global array on the mesh.
+    mesh = make_mesh()
+    check_batch_divisible(tc.batch_size, mesh)
+    if tc.batch_size % jax.process_count():
+        raise SystemExit(f"train.batch_size={tc.batch_size} is not divisible by {jax.process_count()} processes")
+    local_batch_size = tc.batch_size // jax.process_count()
+    sharding = batch_sharding(mesh)
+
+    def global_batch(step: int) -> dict:
+        local = data.batch_for_step(step, local_batch_size, seed=tc.seed)
+        return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local.items()}
+
     # ---------------------------------------------------------------- model, optimizer, resume
     rng = jax.random.PRNGKey(tc.seed)
     init_rng, step_rng_base = jax.random.split(rng)
-    state = create_train_state(model, tc, init_rng)
-    train_step = make_train_step(model, tc)
+    state = create_train_state(model, tc, init_rng, mesh)
+    train_step = make_train_step(model, tc, mesh)
 
     work.mkdir(parents=True, exist_ok=True)
     (work / "config.json").write_text(json.dumps(run_cfg, indent=1, default=str))
@@ -123,8 +138,7 @@ def main(argv=None) -> None:
     t0, last_t, last_step = time.time(), time.time(), start
     bar = tqdm(range(start, tc.total_steps), initial=start, total=tc.total_steps, desc=f"train@{args.run}", unit="step")
     for step in bar:
-        batch = data.batch_for_step(step, tc.batch_size, seed=tc.seed)
-        state, metrics = train_step(state, batch, jax.random.fold_in(step_rng_base, step))
+        state, metrics = train_step(state, global_batch(step), jax.random.fold_in(step_rng_base, step))
         done = step + 1
         if done % hyper.log_every == 0 or done == tc.total_steps:
             m = {k: float(v) for k, v in jax.device_get(metrics).items()}
