@@ -25,8 +25,8 @@ def _with(path: str, value):
 def test_default_and_paper_params_parse():
     p = load_params(ROOT / "params.yaml")
     assert {g.kind for g in p.grid.values()} == {"elt", "vanilla", "unique"}
-    assert p.loops_for("small-6x1-unique") == (1,)
-    assert p.loops_for("small-2x3-elt") == tuple(DEFAULT["sample"]["loops"])
+    assert p.loops_for("tiny-6x1-unique") == (1,)
+    assert p.loops_for("tiny-2x3-elt") == tuple(DEFAULT["sample"]["loops"])
     paper = parse_params(yaml.safe_load((ROOT / "params-imagenet256.yaml").read_text()))
     assert paper.grid["L-8x3-elt"].N == 8 and paper.grid["L-8x3-elt"].L_max == 3
     # Paper Appendix A: weight decay x5 for scales >= H, applied through the scale's overrides.
@@ -36,10 +36,10 @@ def test_default_and_paper_params_parse():
 @pytest.mark.parametrize(
     "path, value, key",
     [
-        ("grid.small-2x3-elt.N", 0, "grid.small-2x3-elt.N"),
-        ("grid.small-2x3-elt.L_max", 1, "grid.small-2x3-elt.L_max"),  # ILSD needs L_min < L_max
-        ("grid.small-2x3-elt.scale", "huge", "grid.small-2x3-elt.scale"),
-        ("scales.small.num_heads", 3, "scales.small.num_heads"),
+        ("grid.tiny-2x3-elt.N", 0, "grid.tiny-2x3-elt.N"),
+        ("grid.tiny-2x3-elt.L_max", 1, "grid.tiny-2x3-elt.L_max"),  # ILSD needs L_min < L_max
+        ("grid.tiny-2x3-elt.scale", "huge", "grid.tiny-2x3-elt.scale"),
+        ("scales.tiny.num_heads", 3, "scales.tiny.num_heads"),
         ("sample.loops", [], "sample.loops"),
         ("sample.loops", [1, 0], "sample.loops[1]"),
         ("train.family", "gan", "train.family"),
@@ -62,7 +62,7 @@ def test_unknown_keys_and_bad_run_names():
     with pytest.raises(ConfigError, match=r"^train\.learning_rate: unknown key"):
         parse_params(raw)
     raw = copy.deepcopy(DEFAULT)
-    raw["grid"]["bad.name"] = {"scale": "small", "N": 1, "L_max": 2, "ilsd": True}
+    raw["grid"]["bad.name"] = {"scale": "tiny", "N": 1, "L_max": 2, "ilsd": True}
     with pytest.raises(ConfigError, match=r"^grid\.bad\.name:"):
         parse_params(raw)
 
@@ -81,15 +81,15 @@ def test_unknown_dataset_fails_naming_the_key(tmp_path):
 
 def test_scale_overrides_reach_only_that_scale():
     raw = copy.deepcopy(DEFAULT)
-    raw["scales"]["small"]["overrides"] = {"lr": 0.5}
-    raw["grid"]["tiny-2x2-elt"] = {"scale": "tiny", "N": 2, "L_max": 2, "ilsd": True}
+    raw["scales"]["tiny"]["overrides"] = {"lr": 0.5}
+    raw["grid"]["small-2x2-elt"] = {"scale": "small", "N": 2, "L_max": 2, "ilsd": True}
     p = parse_params(raw)
-    assert p.train_hyper("small-2x3-elt").lr == 0.5
-    assert p.train_hyper("tiny-2x2-elt").lr == DEFAULT["train"]["lr"]
+    assert p.train_hyper("tiny-2x3-elt").lr == 0.5
+    assert p.train_hyper("small-2x2-elt").lr == DEFAULT["train"]["lr"]
 
 
 def test_config_hash_is_stable_and_sensitive():
     p = parse_params(DEFAULT)
-    a = config_hash(p.run_config("small-2x3-elt"))
-    assert a == config_hash(parse_params(copy.deepcopy(DEFAULT)).run_config("small-2x3-elt"))
-    assert a != config_hash(parse_params(_with("train.steps", 7)).run_config("small-2x3-elt"))
+    a = config_hash(p.run_config("tiny-2x3-elt"))
+    assert a == config_hash(parse_params(copy.deepcopy(DEFAULT)).run_config("tiny-2x3-elt"))
+    assert a != config_hash(parse_params(_with("train.steps", 7)).run_config("tiny-2x3-elt"))
