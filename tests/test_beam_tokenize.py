@@ -1,5 +1,6 @@
 """Beam tokenization: equals in-process encoding, byte-identical reruns, folders, mocked tfds,
 atomic output."""
+
 import json
 
 import numpy as np
@@ -18,138 +19,216 @@ SIZE = 16
 
 @pytest.fixture(scope="module")
 def setup_dirs(tmp_path_factory):
-  root = tmp_path_factory.mktemp("beam")
-  cfg = vq.VQConfig(image_size=SIZE, downsample=4, codebook_size=32, embed_dim=8, channels=16)
-  tok, _ = fit(cfg, digits.upscale(load_digits().images[:128], SIZE), steps=0, batch_size=8,
-               lr=1e-3)
-  tok.save(str(root / "tok"))
-  return root, tok
+    root = tmp_path_factory.mktemp("beam")
+    cfg = vq.VQConfig(image_size=SIZE, downsample=4, codebook_size=32, embed_dim=8, channels=16)
+    tok, _ = fit(
+        cfg, digits.upscale(load_digits().images[:128], SIZE), steps=0, batch_size=8, lr=1e-3
+    )
+    tok.save(str(root / "tok"))
+    return root, tok
 
 
 def read_shards(out_dir):
-  manifest = shards.read_manifest(str(out_dir))
-  recs = []
-  for s in manifest["shards"]:
-    ds = tf.data.TFRecordDataset(str(out_dir / s["file"])).map(shards.parse_fn(
-        manifest["num_tokens"]))
-    recs.extend(ds.as_numpy_iterator())
-  return manifest, recs
+    manifest = shards.read_manifest(str(out_dir))
+    recs = []
+    for s in manifest["shards"]:
+        ds = tf.data.TFRecordDataset(str(out_dir / s["file"])).map(
+            shards.parse_fn(manifest["num_tokens"])
+        )
+        recs.extend(ds.as_numpy_iterator())
+    return manifest, recs
 
 
 def test_beam_equals_in_process_and_is_byte_identical(setup_dirs):
-  root, tok = setup_dirs
-  data_dir = str(root / "tfds")
-  out1 = root / "tokens1"
-  m1 = beam_tokenize.run("digits", "train", data_dir, SIZE, str(root / "tok"), str(out1),
-                         batch_size=100, read_size=250, num_shards=3, direct_num_workers=2)
-  ds = load_image_dataset("digits", "train", data_dir, SIZE)
-  images, labels = ds.read(0, ds.num_examples)
-  ref = tok.encode(images).reshape(len(images), -1)
-  manifest, recs = read_shards(out1)
-  assert manifest == m1
-  assert manifest["total"] == 1797 == sum(s["count"] for s in manifest["shards"])
-  assert [s["count"] for s in manifest["shards"]] == [599, 599, 599]
-  assert manifest["grid"] == [4, 4] and manifest["vocab_size"] == 32
-  assert manifest["num_classes"] == 10 and manifest["tokenizer"] == tok.identity
-  assert manifest["dataset"] == ds.identity
-  idx = np.array([r["index"] for r in recs])
-  np.testing.assert_array_equal(idx, np.arange(1797))  # sorted within and across shards
-  np.testing.assert_array_equal(np.stack([r["tokens"] for r in recs]), ref)
-  np.testing.assert_array_equal(np.array([r["labels"] for r in recs]), labels)
-  # Another run with other batching and parallelism writes the very same bytes.
-  out2 = root / "tokens2"
-  m2 = beam_tokenize.run("digits", "train", data_dir, SIZE, str(root / "tok"), str(out2),
-                         batch_size=37, read_size=64, num_shards=3, direct_num_workers=1,
-                         direct_running_mode="in_memory")
-  assert m2 == m1
-  for s in m1["shards"]:
-    assert (out1 / s["file"]).read_bytes() == (out2 / s["file"]).read_bytes()
-  assert sorted(p.name for p in root.iterdir() if ".tmp-" in p.name) == []
-  # Rerunning into a directory with more (stale) shards leaves only the new ones.
-  beam_tokenize.run("digits", "train", data_dir, SIZE, str(root / "tok"), str(out2),
-                    batch_size=512, num_shards=2, direct_num_workers=2)
-  assert sorted(p.name for p in out2.iterdir()) == [
-      "manifest.json", shards.shard_name(0, 2), shards.shard_name(1, 2)]
+    root, tok = setup_dirs
+    data_dir = str(root / "tfds")
+    out1 = root / "tokens1"
+    m1 = beam_tokenize.run(
+        "digits",
+        "train",
+        data_dir,
+        SIZE,
+        str(root / "tok"),
+        str(out1),
+        batch_size=100,
+        read_size=250,
+        num_shards=3,
+        direct_num_workers=2,
+    )
+    ds = load_image_dataset("digits", "train", data_dir, SIZE)
+    images, labels = ds.read(0, ds.num_examples)
+    ref = tok.encode(images).reshape(len(images), -1)
+    manifest, recs = read_shards(out1)
+    assert manifest == m1
+    assert manifest["total"] == 1797 == sum(s["count"] for s in manifest["shards"])
+    assert [s["count"] for s in manifest["shards"]] == [599, 599, 599]
+    assert manifest["grid"] == [4, 4] and manifest["vocab_size"] == 32
+    assert manifest["num_classes"] == 10 and manifest["tokenizer"] == tok.identity
+    assert manifest["dataset"] == ds.identity
+    idx = np.array([r["index"] for r in recs])
+    np.testing.assert_array_equal(idx, np.arange(1797))  # sorted within and across shards
+    np.testing.assert_array_equal(np.stack([r["tokens"] for r in recs]), ref)
+    np.testing.assert_array_equal(np.array([r["labels"] for r in recs]), labels)
+    # Another run with other batching and parallelism writes the very same bytes.
+    out2 = root / "tokens2"
+    m2 = beam_tokenize.run(
+        "digits",
+        "train",
+        data_dir,
+        SIZE,
+        str(root / "tok"),
+        str(out2),
+        batch_size=37,
+        read_size=64,
+        num_shards=3,
+        direct_num_workers=1,
+        direct_running_mode="in_memory",
+    )
+    assert m2 == m1
+    for s in m1["shards"]:
+        assert (out1 / s["file"]).read_bytes() == (out2 / s["file"]).read_bytes()
+    assert sorted(p.name for p in root.iterdir() if ".tmp-" in p.name) == []
+    # Rerunning into a directory with more (stale) shards leaves only the new ones.
+    beam_tokenize.run(
+        "digits",
+        "train",
+        data_dir,
+        SIZE,
+        str(root / "tok"),
+        str(out2),
+        batch_size=512,
+        num_shards=2,
+        direct_num_workers=2,
+    )
+    assert sorted(p.name for p in out2.iterdir()) == [
+        "manifest.json",
+        shards.shard_name(0, 2),
+        shards.shard_name(1, 2),
+    ]
 
 
 def test_image_folder_and_mocked_tfds_through_beam(setup_dirs, tmp_path):
-  root, tok = setup_dirs
-  rng = np.random.default_rng(1)
-  for cls in ("a", "b"):
-    (tmp_path / "imgs" / cls).mkdir(parents=True)
-    for i in range(5):
-      Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(
-          tmp_path / "imgs" / cls / f"{i}.png")
-  m = beam_tokenize.run(str(tmp_path / "imgs"), "train", None, SIZE, str(root / "tok"),
-                        str(tmp_path / "out"), batch_size=4, num_shards=2)
-  ds = load_image_dataset(str(tmp_path / "imgs"), "train", None, SIZE)
-  images, labels = ds.read(0, 10)
-  _, recs = read_shards(tmp_path / "out")
-  assert m["num_classes"] == 2 and m["total"] == 10
-  np.testing.assert_array_equal(np.stack([r["tokens"] for r in recs]),
-                                tok.encode(images).reshape(10, -1))
-  np.testing.assert_array_equal([r["labels"] for r in recs], [0] * 5 + [1] * 5)
-  # A large tfds data set by name, its reader mocked. The mock patches tf.io.gfile globally
-  # while reading (not thread-safe), so this run uses one in-process worker.
-  import tensorflow_datasets as tfds
-  with tfds.testing.mock_data(num_examples=9):
-    m = beam_tokenize.run("cifar10", "train", str(tmp_path / "tfds"), SIZE, str(root / "tok"),
-                          str(tmp_path / "cifar"), batch_size=4, read_size=3, num_shards=2,
-                          direct_num_workers=1, direct_running_mode="in_memory")
-    images, labels = load_image_dataset("cifar10", "train", str(tmp_path / "tfds"),
-                                        SIZE).read(0, 9)
-  _, recs = read_shards(tmp_path / "cifar")
-  assert m["total"] == 9 and m["num_classes"] == 10 and m["dataset"].startswith("tfds:cifar10")
-  np.testing.assert_array_equal(np.stack([r["tokens"] for r in recs]),
-                                tok.encode(images).reshape(9, -1))
-  np.testing.assert_array_equal([r["labels"] for r in recs], labels)
+    root, tok = setup_dirs
+    rng = np.random.default_rng(1)
+    for cls in ("a", "b"):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        for i in range(5):
+            Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(
+                tmp_path / "imgs" / cls / f"{i}.png"
+            )
+    m = beam_tokenize.run(
+        str(tmp_path / "imgs"),
+        "train",
+        None,
+        SIZE,
+        str(root / "tok"),
+        str(tmp_path / "out"),
+        batch_size=4,
+        num_shards=2,
+    )
+    ds = load_image_dataset(str(tmp_path / "imgs"), "train", None, SIZE)
+    images, labels = ds.read(0, 10)
+    _, recs = read_shards(tmp_path / "out")
+    assert m["num_classes"] == 2 and m["total"] == 10
+    np.testing.assert_array_equal(
+        np.stack([r["tokens"] for r in recs]), tok.encode(images).reshape(10, -1)
+    )
+    np.testing.assert_array_equal([r["labels"] for r in recs], [0] * 5 + [1] * 5)
+    # A large tfds data set by name, its reader mocked. The mock patches tf.io.gfile globally
+    # while reading (not thread-safe), so this run uses one in-process worker.
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=9):
+        m = beam_tokenize.run(
+            "cifar10",
+            "train",
+            str(tmp_path / "tfds"),
+            SIZE,
+            str(root / "tok"),
+            str(tmp_path / "cifar"),
+            batch_size=4,
+            read_size=3,
+            num_shards=2,
+            direct_num_workers=1,
+            direct_running_mode="in_memory",
+        )
+        images, labels = load_image_dataset("cifar10", "train", str(tmp_path / "tfds"), SIZE).read(
+            0, 9
+        )
+    _, recs = read_shards(tmp_path / "cifar")
+    assert m["total"] == 9 and m["num_classes"] == 10 and m["dataset"].startswith("tfds:cifar10")
+    np.testing.assert_array_equal(
+        np.stack([r["tokens"] for r in recs]), tok.encode(images).reshape(9, -1)
+    )
+    np.testing.assert_array_equal([r["labels"] for r in recs], labels)
 
 
 def test_work_items_cover_each_index_once():
-  items = beam_tokenize.work_items(10, 3, 2)
-  covered = [i for _, a, b in items for i in range(a, b)]
-  assert covered == list(range(10))
-  for s, a, b in items:
-    assert (shards.shard_of(np.arange(a, b), 10, 3) == s).all()
-  assert [shards.shard_bounds(s, 10, 3) for s in range(3)] == [(0, 4), (4, 7), (7, 10)]
+    items = beam_tokenize.work_items(10, 3, 2)
+    covered = [i for _, a, b in items for i in range(a, b)]
+    assert covered == list(range(10))
+    for s, a, b in items:
+        assert (shards.shard_of(np.arange(a, b), 10, 3) == s).all()
+    assert [shards.shard_bounds(s, 10, 3) for s in range(3)] == [(0, 4), (4, 7), (7, 10)]
 
 
 def test_bad_arguments_fail_before_compute(setup_dirs, tmp_path):
-  root, _ = setup_dirs
-  with pytest.raises(ValueError, match="unknown dataset 'nope_nope'"):
-    beam_tokenize.run("nope_nope", "train", None, SIZE, str(root / "tok"), str(tmp_path / "o"))
-  with pytest.raises(ValueError, match="direct_running_mode"):
-    beam_tokenize.run("digits", "train", None, SIZE, str(root / "tok"), str(tmp_path / "o"),
-                      direct_running_mode="fast")
-  with pytest.raises(ValueError, match="works on 16px images but data.image_size is 32"):
-    beam_tokenize.run("digits", "train", str(root / "tfds"), 32, str(root / "tok"),
-                      str(tmp_path / "o"))
-  assert not (tmp_path / "o").exists()
+    root, _ = setup_dirs
+    with pytest.raises(ValueError, match="unknown dataset 'nope_nope'"):
+        beam_tokenize.run("nope_nope", "train", None, SIZE, str(root / "tok"), str(tmp_path / "o"))
+    with pytest.raises(ValueError, match="direct_running_mode"):
+        beam_tokenize.run(
+            "digits",
+            "train",
+            None,
+            SIZE,
+            str(root / "tok"),
+            str(tmp_path / "o"),
+            direct_running_mode="fast",
+        )
+    with pytest.raises(ValueError, match="works on 16px images but data.image_size is 32"):
+        beam_tokenize.run(
+            "digits", "train", str(root / "tfds"), 32, str(root / "tok"), str(tmp_path / "o")
+        )
+    assert not (tmp_path / "o").exists()
 
 
 def test_failed_run_leaves_no_manifest(setup_dirs, tmp_path):
-  root, _ = setup_dirs
-  for cls in ("a", "b"):
-    (tmp_path / "imgs" / cls).mkdir(parents=True)
-    for i in range(3):
-      Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "imgs" / cls / f"{i}.png")
-  (tmp_path / "imgs" / "b" / "2.png").write_bytes(b"\x89PNG broken")
-  out = tmp_path / "out"
-  out.mkdir()
-  (out / shards.MANIFEST).write_text("{}")  # a previous, complete-looking run
-  with pytest.raises(Exception, match=r"unreadable image file .*b/2\.png"):
-    beam_tokenize.run(str(tmp_path / "imgs"), "train", None, SIZE, str(root / "tok"), str(out),
-                      batch_size=2, num_shards=2)
-  # The old manifest is untouched (the failure happened before publishing) and nothing is staged.
-  assert (out / shards.MANIFEST).read_text() == "{}"
-  assert [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name] == []
+    root, _ = setup_dirs
+    for cls in ("a", "b"):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(
+                tmp_path / "imgs" / cls / f"{i}.png"
+            )
+    (tmp_path / "imgs" / "b" / "2.png").write_bytes(b"\x89PNG broken")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / shards.MANIFEST).write_text("{}")  # a previous, complete-looking run
+    with pytest.raises(Exception, match=r"unreadable image file .*b/2\.png"):
+        beam_tokenize.run(
+            str(tmp_path / "imgs"),
+            "train",
+            None,
+            SIZE,
+            str(root / "tok"),
+            str(out),
+            batch_size=2,
+            num_shards=2,
+        )
+    # The old manifest is untouched (the failure happened before publishing) and nothing is staged.
+    assert (out / shards.MANIFEST).read_text() == "{}"
+    assert [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name] == []
 
 
 def test_stage_script_does_not_shadow_stdlib_tokenize():
-  import subprocess
-  import sys
-  from pathlib import Path
-  stages = Path(__file__).resolve().parents[1] / "stages"
-  code = (f"import sys; sys.path.insert(0, {str(stages)!r}); import inspect, tokenize; "
-          "assert tokenize.generate_tokens and 'stages' not in tokenize.__file__")
-  subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    stages = Path(__file__).resolve().parents[1] / "stages"
+    code = (
+        f"import sys; sys.path.insert(0, {str(stages)!r}); import inspect, tokenize; "
+        "assert tokenize.generate_tokens and 'stages' not in tokenize.__file__"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

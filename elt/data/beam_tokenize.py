@@ -15,6 +15,7 @@
   benchmarks/RESULTS_data.md); `pipeline_options` flags pass through for Dataflow/Flink/Spark, and
   paths may be gs:// URLs (tf.io.gfile / TFRecordWriter handle both).
 """
+
 from __future__ import annotations
 
 import json
@@ -32,179 +33,245 @@ _CACHE_LOCK = threading.Lock()
 
 
 def _cached(key, make):
-  """One tokenizer / data set reader per worker process, whatever the number of DoFn threads."""
-  with _CACHE_LOCK:
-    if key not in _CACHE:
-      _CACHE[key] = make()
-    return _CACHE[key]
+    """One tokenizer / data set reader per worker process, whatever the number of DoFn threads."""
+    with _CACHE_LOCK:
+        if key not in _CACHE:
+            _CACHE[key] = make()
+        return _CACHE[key]
 
 
 class EncodeRange(beam.DoFn):
-  """(shard, start, stop) -> (shard, (start, tokens int32 [n, h*w], labels int32 [n]))."""
+    """(shard, start, stop) -> (shard, (start, tokens int32 [n, h*w], labels int32 [n]))."""
 
-  def __init__(self, dataset: str, split: str, data_dir: str | None, image_size: int,
-               tokenizer_path: str, dataset_identity: str, tokenizer_identity: str,
-               batch_size: int):
-    self._args = (dataset, split, data_dir, image_size)
-    self._batch_size = batch_size
-    self._tokenizer_path = tokenizer_path
-    self._identities = (dataset_identity, tokenizer_identity)
+    def __init__(
+        self,
+        dataset: str,
+        split: str,
+        data_dir: str | None,
+        image_size: int,
+        tokenizer_path: str,
+        dataset_identity: str,
+        tokenizer_identity: str,
+        batch_size: int,
+    ):
+        self._args = (dataset, split, data_dir, image_size)
+        self._batch_size = batch_size
+        self._tokenizer_path = tokenizer_path
+        self._identities = (dataset_identity, tokenizer_identity)
 
-  def setup(self):
-    from elt.data.datasets import load_image_dataset  # pylint: disable=import-outside-toplevel
-    from elt.tokenizers import load_tokenizer  # pylint: disable=import-outside-toplevel
-    data_id, tok_id = self._identities
-    self._data = _cached(("data", self._args, data_id), lambda: load_image_dataset(*self._args))
-    self._tok = _cached(("tok", self._tokenizer_path, tok_id),
-                        lambda: load_tokenizer(self._tokenizer_path))
-    # A worker must see what the driver saw (same files, same weights), or shards would mix.
-    if (self._data.identity, self._tok.identity) != self._identities:
-      raise RuntimeError(f"worker sees dataset {self._data.identity} / tokenizer "
-                         f"{self._tok.identity}, driver saw {self._identities}")
+    def setup(self):
+        from elt.data.datasets import load_image_dataset  # pylint: disable=import-outside-toplevel
+        from elt.tokenizers import load_tokenizer  # pylint: disable=import-outside-toplevel
 
-  def process(self, element):
-    shard, start, stop = element
-    images, labels = self._data.read(start, stop)
-    tokens = np.concatenate([self._tok.encode(images[a:a + self._batch_size])
-                             for a in range(0, len(images), self._batch_size)])
-    tokens = tokens.reshape(len(images), -1)
-    yield shard, (start, tokens.astype(np.int32), labels.astype(np.int32))
+        data_id, tok_id = self._identities
+        self._data = _cached(("data", self._args, data_id), lambda: load_image_dataset(*self._args))
+        self._tok = _cached(
+            ("tok", self._tokenizer_path, tok_id), lambda: load_tokenizer(self._tokenizer_path)
+        )
+        # A worker must see what the driver saw (same files, same weights), or shards would mix.
+        if (self._data.identity, self._tok.identity) != self._identities:
+            raise RuntimeError(
+                f"worker sees dataset {self._data.identity} / tokenizer "
+                f"{self._tok.identity}, driver saw {self._identities}"
+            )
+
+    def process(self, element):
+        shard, start, stop = element
+        images, labels = self._data.read(start, stop)
+        tokens = np.concatenate(
+            [
+                self._tok.encode(images[a : a + self._batch_size])
+                for a in range(0, len(images), self._batch_size)
+            ]
+        )
+        tokens = tokens.reshape(len(images), -1)
+        yield shard, (start, tokens.astype(np.int32), labels.astype(np.int32))
 
 
 class WriteShard(beam.DoFn):
-  """(shard, [(start, tokens, labels)...]) -> shard file + `<shard>.json` info in tmp_dir."""
+    """(shard, [(start, tokens, labels)...]) -> shard file + `<shard>.json` info in tmp_dir."""
 
-  def __init__(self, tmp_dir: str, num_shards: int):
-    self._tmp_dir, self._num_shards = tmp_dir, num_shards
+    def __init__(self, tmp_dir: str, num_shards: int):
+        self._tmp_dir, self._num_shards = tmp_dir, num_shards
 
-  def process(self, element):
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    shard, batches = element
-    batches = sorted(batches, key=lambda b: b[0])
-    tokens = np.concatenate([b[1] for b in batches])
-    labels = np.concatenate([b[2] for b in batches])
-    indices = np.concatenate([np.arange(b[0], b[0] + len(b[1])) for b in batches])
-    path = f"{self._tmp_dir}/{shards_lib.shard_name(shard, self._num_shards)}"
-    info = shards_lib.write_shard(path, tokens, labels, indices)
-    with tf.io.gfile.GFile(path + ".json", "w") as f:
-      json.dump(info, f)
-    yield info
+    def process(self, element):
+        import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+        shard, batches = element
+        batches = sorted(batches, key=lambda b: b[0])
+        tokens = np.concatenate([b[1] for b in batches])
+        labels = np.concatenate([b[2] for b in batches])
+        indices = np.concatenate([np.arange(b[0], b[0] + len(b[1])) for b in batches])
+        path = f"{self._tmp_dir}/{shards_lib.shard_name(shard, self._num_shards)}"
+        info = shards_lib.write_shard(path, tokens, labels, indices)
+        with tf.io.gfile.GFile(path + ".json", "w") as f:
+            json.dump(info, f)
+        yield info
 
 
 def work_items(total: int, num_shards: int, read_size: int) -> list[tuple[int, int, int]]:
-  """(shard, start, stop) ranges of at most read_size that never straddle a shard boundary."""
-  items = []
-  for s in range(num_shards):
-    lo, hi = shards_lib.shard_bounds(s, total, num_shards)
-    items.extend((s, a, min(a + read_size, hi)) for a in range(lo, hi, read_size))
-  return items
-
-
-def pipeline_options(runner: str, direct_num_workers: int, direct_running_mode: str,
-                     flags: Sequence[str]):
-  from apache_beam.options.pipeline_options import PipelineOptions  # pylint: disable=import-outside-toplevel
-  if direct_running_mode not in ("in_memory", "multi_threading", "multi_processing"):
-    raise ValueError(f"tokenize.direct_running_mode must be in_memory, multi_threading or "
-                     f"multi_processing, got {direct_running_mode!r}")
-  if not isinstance(direct_num_workers, int) or direct_num_workers < 1:
-    raise ValueError(f"tokenize.direct_num_workers must be an int >= 1, got {direct_num_workers!r}")
-  # Flags given by the user come last so they win over the local defaults.
-  return PipelineOptions(flags=[f"--runner={runner}",
-                                f"--direct_num_workers={direct_num_workers}",
-                                f"--direct_running_mode={direct_running_mode}", *flags])
-
-
-def run(dataset: str, split: str, data_dir: str | None, image_size: int, tokenizer_path: str,
-        out_dir: str, *, batch_size: int = 128, num_shards: int = 4, read_size: int = 1024,
-        runner: str = "DirectRunner", direct_num_workers: int = 2,
-        direct_running_mode: str = "multi_threading",
-        pipeline_flags: Iterable[str] = ()) -> dict:
-  """Tokenize `dataset`/`split` with the tokenizer at `tokenizer_path` into `out_dir`.
-  Returns the manifest (also written to `out_dir/manifest.json`).
-
-  A work item reads `read_size` examples at once (opening a tfds slice costs ~50-100 ms, so
-  small reads would dominate) and encodes them `batch_size` at a time."""
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  from elt.data.datasets import load_image_dataset  # pylint: disable=import-outside-toplevel
-  from elt.tokenizers import load_tokenizer  # pylint: disable=import-outside-toplevel
-
-  if not isinstance(batch_size, int) or batch_size < 1:
-    raise ValueError(f"tokenize.batch_size must be an int >= 1, got {batch_size!r}")
-  if not isinstance(read_size, int) or read_size < 1:
-    raise ValueError(f"tokenize.read_size must be an int >= 1, got {read_size!r}")
-  if not isinstance(num_shards, int) or num_shards < 1:
-    raise ValueError(f"tokenize.num_shards must be an int >= 1, got {num_shards!r}")
-  options = pipeline_options(runner, direct_num_workers, direct_running_mode, list(pipeline_flags))
-  # Validate everything in the driver before any worker starts (and build digits once here).
-  data = load_image_dataset(dataset, split, data_dir, image_size)
-  tok = load_tokenizer(tokenizer_path)
-  if tok.image_size != image_size:
-    raise ValueError(f"tokenizer {tokenizer_path!r} works on {tok.image_size}px images but "
-                     f"data.image_size is {image_size}")
-  total = data.num_examples
-  if total == 0:
-    raise ValueError(f"dataset {dataset!r} split {split!r} is empty")
-  num_shards = min(num_shards, total)  # no empty shards
-
-  out_dir = out_dir.rstrip("/")
-  tmp_dir = f"{out_dir}.tmp-{uuid.uuid4().hex[:12]}"
-  tf.io.gfile.makedirs(tmp_dir)
-  # Workers running in this process (DirectRunner threads) reuse what the driver just loaded;
-  # remote workers load their own in DoFn.setup.
-  keys = [("data", (dataset, split, data_dir, image_size), data.identity),
-          ("tok", tokenizer_path, tok.identity)]
-  with _CACHE_LOCK:
-    _CACHE.update(zip(keys, (data, tok)))
-  try:
-    with beam.Pipeline(options=options) as p:
-      _ = (p
-           | "Ranges" >> beam.Create(work_items(total, num_shards, read_size))
-           | "Spread" >> beam.Reshuffle()
-           | "Encode" >> beam.ParDo(EncodeRange(dataset, split, data_dir, image_size,
-                                                tokenizer_path, data.identity, tok.identity,
-                                                batch_size))
-           | "ByShard" >> beam.GroupByKey()
-           | "Write" >> beam.ParDo(WriteShard(tmp_dir, num_shards)))
-    infos = []
+    """(shard, start, stop) ranges of at most read_size that never straddle a shard boundary."""
+    items = []
     for s in range(num_shards):
-      info_path = f"{tmp_dir}/{shards_lib.shard_name(s, num_shards)}.json"
-      if not tf.io.gfile.exists(info_path):
-        raise RuntimeError(f"pipeline finished without writing shard {s} ({info_path})")
-      with tf.io.gfile.GFile(info_path) as f:
-        infos.append(json.load(f))
-    if sum(i["count"] for i in infos) != total:
-      raise RuntimeError(f"shards hold {sum(i['count'] for i in infos)} examples, expected {total}")
-    manifest = {
-        "format": shards_lib.FORMAT, "total": total, "shards": infos,
-        "grid": list(tok.grid), "num_tokens": int(np.prod(tok.grid)),
-        "vocab_size": tok.codebook_size, "num_classes": data.num_classes,
-        "tokenizer": tok.identity, "dataset": data.identity, "split": split,
-        "image_size": image_size,
-    }
-    _publish(tmp_dir, out_dir, infos, manifest)
-  finally:
+        lo, hi = shards_lib.shard_bounds(s, total, num_shards)
+        items.extend((s, a, min(a + read_size, hi)) for a in range(lo, hi, read_size))
+    return items
+
+
+def pipeline_options(
+    runner: str, direct_num_workers: int, direct_running_mode: str, flags: Sequence[str]
+):
+    from apache_beam.options.pipeline_options import PipelineOptions  # pylint: disable=import-outside-toplevel
+
+    if direct_running_mode not in ("in_memory", "multi_threading", "multi_processing"):
+        raise ValueError(
+            f"tokenize.direct_running_mode must be in_memory, multi_threading or "
+            f"multi_processing, got {direct_running_mode!r}"
+        )
+    if not isinstance(direct_num_workers, int) or direct_num_workers < 1:
+        raise ValueError(
+            f"tokenize.direct_num_workers must be an int >= 1, got {direct_num_workers!r}"
+        )
+    # Flags given by the user come last so they win over the local defaults.
+    return PipelineOptions(
+        flags=[
+            f"--runner={runner}",
+            f"--direct_num_workers={direct_num_workers}",
+            f"--direct_running_mode={direct_running_mode}",
+            *flags,
+        ]
+    )
+
+
+def run(
+    dataset: str,
+    split: str,
+    data_dir: str | None,
+    image_size: int,
+    tokenizer_path: str,
+    out_dir: str,
+    *,
+    batch_size: int = 128,
+    num_shards: int = 4,
+    read_size: int = 1024,
+    runner: str = "DirectRunner",
+    direct_num_workers: int = 2,
+    direct_running_mode: str = "multi_threading",
+    pipeline_flags: Iterable[str] = (),
+) -> dict:
+    """Tokenize `dataset`/`split` with the tokenizer at `tokenizer_path` into `out_dir`.
+    Returns the manifest (also written to `out_dir/manifest.json`).
+
+    A work item reads `read_size` examples at once (opening a tfds slice costs ~50-100 ms, so
+    small reads would dominate) and encodes them `batch_size` at a time."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from elt.data.datasets import load_image_dataset  # pylint: disable=import-outside-toplevel
+    from elt.tokenizers import load_tokenizer  # pylint: disable=import-outside-toplevel
+
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"tokenize.batch_size must be an int >= 1, got {batch_size!r}")
+    if not isinstance(read_size, int) or read_size < 1:
+        raise ValueError(f"tokenize.read_size must be an int >= 1, got {read_size!r}")
+    if not isinstance(num_shards, int) or num_shards < 1:
+        raise ValueError(f"tokenize.num_shards must be an int >= 1, got {num_shards!r}")
+    options = pipeline_options(
+        runner, direct_num_workers, direct_running_mode, list(pipeline_flags)
+    )
+    # Validate everything in the driver before any worker starts (and build digits once here).
+    data = load_image_dataset(dataset, split, data_dir, image_size)
+    tok = load_tokenizer(tokenizer_path)
+    if tok.image_size != image_size:
+        raise ValueError(
+            f"tokenizer {tokenizer_path!r} works on {tok.image_size}px images but "
+            f"data.image_size is {image_size}"
+        )
+    total = data.num_examples
+    if total == 0:
+        raise ValueError(f"dataset {dataset!r} split {split!r} is empty")
+    num_shards = min(num_shards, total)  # no empty shards
+
+    out_dir = out_dir.rstrip("/")
+    tmp_dir = f"{out_dir}.tmp-{uuid.uuid4().hex[:12]}"
+    tf.io.gfile.makedirs(tmp_dir)
+    # Workers running in this process (DirectRunner threads) reuse what the driver just loaded;
+    # remote workers load their own in DoFn.setup.
+    keys = [
+        ("data", (dataset, split, data_dir, image_size), data.identity),
+        ("tok", tokenizer_path, tok.identity),
+    ]
     with _CACHE_LOCK:
-      for key in keys:
-        _CACHE.pop(key, None)
-    if tf.io.gfile.exists(tmp_dir):
-      tf.io.gfile.rmtree(tmp_dir)
-  return manifest
+        _CACHE.update(zip(keys, (data, tok)))
+    try:
+        with beam.Pipeline(options=options) as p:
+            _ = (
+                p
+                | "Ranges" >> beam.Create(work_items(total, num_shards, read_size))
+                | "Spread" >> beam.Reshuffle()
+                | "Encode"
+                >> beam.ParDo(
+                    EncodeRange(
+                        dataset,
+                        split,
+                        data_dir,
+                        image_size,
+                        tokenizer_path,
+                        data.identity,
+                        tok.identity,
+                        batch_size,
+                    )
+                )
+                | "ByShard" >> beam.GroupByKey()
+                | "Write" >> beam.ParDo(WriteShard(tmp_dir, num_shards))
+            )
+        infos = []
+        for s in range(num_shards):
+            info_path = f"{tmp_dir}/{shards_lib.shard_name(s, num_shards)}.json"
+            if not tf.io.gfile.exists(info_path):
+                raise RuntimeError(f"pipeline finished without writing shard {s} ({info_path})")
+            with tf.io.gfile.GFile(info_path) as f:
+                infos.append(json.load(f))
+        if sum(i["count"] for i in infos) != total:
+            raise RuntimeError(
+                f"shards hold {sum(i['count'] for i in infos)} examples, expected {total}"
+            )
+        manifest = {
+            "format": shards_lib.FORMAT,
+            "total": total,
+            "shards": infos,
+            "grid": list(tok.grid),
+            "num_tokens": int(np.prod(tok.grid)),
+            "vocab_size": tok.codebook_size,
+            "num_classes": data.num_classes,
+            "tokenizer": tok.identity,
+            "dataset": data.identity,
+            "split": split,
+            "image_size": image_size,
+        }
+        _publish(tmp_dir, out_dir, infos, manifest)
+    finally:
+        with _CACHE_LOCK:
+            for key in keys:
+                _CACHE.pop(key, None)
+        if tf.io.gfile.exists(tmp_dir):
+            tf.io.gfile.rmtree(tmp_dir)
+    return manifest
 
 
 def _publish(tmp_dir: str, out_dir: str, infos: list[dict], manifest: dict) -> None:
-  """Move shards into out_dir, drop stale ones, write the manifest last."""
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  tf.io.gfile.makedirs(out_dir)
-  manifest_path = f"{out_dir}/{shards_lib.MANIFEST}"
-  if tf.io.gfile.exists(manifest_path):
-    tf.io.gfile.remove(manifest_path)  # from here on the directory is visibly incomplete
-  keep = {i["file"] for i in infos}
-  for name in tf.io.gfile.listdir(out_dir):
-    if name.startswith("tokens-") and name.endswith(".tfrecord") and name not in keep:
-      tf.io.gfile.remove(f"{out_dir}/{name}")
-  for name in sorted(keep):
-    tf.io.gfile.rename(f"{tmp_dir}/{name}", f"{out_dir}/{name}", overwrite=True)
-  staged = f"{tmp_dir}/{shards_lib.MANIFEST}"
-  with tf.io.gfile.GFile(staged, "w") as f:
-    json.dump(manifest, f, indent=2, sort_keys=True)
-  tf.io.gfile.rename(staged, manifest_path, overwrite=True)
+    """Move shards into out_dir, drop stale ones, write the manifest last."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    tf.io.gfile.makedirs(out_dir)
+    manifest_path = f"{out_dir}/{shards_lib.MANIFEST}"
+    if tf.io.gfile.exists(manifest_path):
+        tf.io.gfile.remove(manifest_path)  # from here on the directory is visibly incomplete
+    keep = {i["file"] for i in infos}
+    for name in tf.io.gfile.listdir(out_dir):
+        if name.startswith("tokens-") and name.endswith(".tfrecord") and name not in keep:
+            tf.io.gfile.remove(f"{out_dir}/{name}")
+    for name in sorted(keep):
+        tf.io.gfile.rename(f"{tmp_dir}/{name}", f"{out_dir}/{name}", overwrite=True)
+    staged = f"{tmp_dir}/{shards_lib.MANIFEST}"
+    with tf.io.gfile.GFile(staged, "w") as f:
+        json.dump(manifest, f, indent=2, sort_keys=True)
+    tf.io.gfile.rename(staged, manifest_path, overwrite=True)

@@ -5,6 +5,7 @@ with the same layout (or a new kind registered with `register_tokenizer`) plugs 
 A Tokenizer has: encode(uint8 [B, H, W, 3]) -> int32 [B, h, w]; decode(tokens) -> uint8
 [B, H, W, 3]; codebook_size; grid (h, w); image_size; identity (hash of config + weights).
 """
+
 from __future__ import annotations
 
 import json
@@ -14,14 +15,14 @@ import numpy as np
 
 
 class Tokenizer(Protocol):
-  codebook_size: int
-  grid: tuple[int, int]
-  image_size: int
-  identity: str
+    codebook_size: int
+    grid: tuple[int, int]
+    image_size: int
+    identity: str
 
-  def encode(self, images: np.ndarray) -> np.ndarray: ...
+    def encode(self, images: np.ndarray) -> np.ndarray: ...
 
-  def decode(self, tokens: np.ndarray) -> np.ndarray: ...
+    def decode(self, tokens: np.ndarray) -> np.ndarray: ...
 
 
 # kind -> loader(path, meta_from_tokenizer_json) -> Tokenizer
@@ -29,35 +30,39 @@ _LOADERS: dict[str, Callable[[str, dict], Tokenizer]] = {}
 
 
 def register_tokenizer(kind: str, loader: Callable[[str, dict], Tokenizer]) -> None:
-  if kind in _LOADERS and _LOADERS[kind] is not loader:
-    raise ValueError(f"tokenizer kind {kind!r} is already registered")
-  _LOADERS[kind] = loader
+    if kind in _LOADERS and _LOADERS[kind] is not loader:
+        raise ValueError(f"tokenizer kind {kind!r} is already registered")
+    _LOADERS[kind] = loader
 
 
 def tokenizer_kinds() -> list[str]:
-  return sorted(_LOADERS)
+    return sorted(_LOADERS)
 
 
 def load_tokenizer(path: str) -> Tokenizer:
-  """Load the tokenizer saved in directory `path` (local or gs://)."""
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel  (gfile: local and gs://)
-  meta_path = f"{path.rstrip('/')}/tokenizer.json"
-  if not tf.io.gfile.exists(meta_path):
-    raise FileNotFoundError(f"no tokenizer at {path!r}: {meta_path} does not exist")
-  with tf.io.gfile.GFile(meta_path) as f:
-    try:
-      meta = json.load(f)
-    except json.JSONDecodeError as e:
-      raise ValueError(f"{meta_path} is not valid JSON: {e}") from e
-  kind = meta.get("kind")
-  if kind not in _LOADERS:
-    raise ValueError(f"{meta_path}: unknown tokenizer kind {kind!r} (known: {tokenizer_kinds()})")
-  return _LOADERS[kind](path, meta)
+    """Load the tokenizer saved in directory `path` (local or gs://)."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel  (gfile: local and gs://)
+
+    meta_path = f"{path.rstrip('/')}/tokenizer.json"
+    if not tf.io.gfile.exists(meta_path):
+        raise FileNotFoundError(f"no tokenizer at {path!r}: {meta_path} does not exist")
+    with tf.io.gfile.GFile(meta_path) as f:
+        try:
+            meta = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{meta_path} is not valid JSON: {e}") from e
+    kind = meta.get("kind")
+    if kind not in _LOADERS:
+        raise ValueError(
+            f"{meta_path}: unknown tokenizer kind {kind!r} (known: {tokenizer_kinds()})"
+        )
+    return _LOADERS[kind](path, meta)
 
 
 def _register_builtin() -> None:
-  from elt.tokenizers.vq import VQTokenizer  # pylint: disable=import-outside-toplevel
-  register_tokenizer("vq", VQTokenizer.load)
+    from elt.tokenizers.vq import VQTokenizer  # pylint: disable=import-outside-toplevel
+
+    register_tokenizer("vq", VQTokenizer.load)
 
 
 _register_builtin()

@@ -1,5 +1,6 @@
 """Use a given tokenizer checkpoint (any registered kind) instead of training one: copy it into
 the stage's output directory and record its reconstruction metrics on the data set."""
+
 from __future__ import annotations
 
 import json
@@ -8,32 +9,48 @@ from elt.tokenizers import load_tokenizer
 
 
 def copy_tree(src: str, dst: str) -> None:
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel  (local and gs://)
-  src, dst = src.rstrip("/"), dst.rstrip("/")
-  for root, _, files in tf.io.gfile.walk(src):
-    rel = root[len(src):].lstrip("/")
-    target = f"{dst}/{rel}" if rel else dst
-    tf.io.gfile.makedirs(target)
-    for name in files:
-      tf.io.gfile.copy(f"{root}/{name}", f"{target}/{name}", overwrite=True)
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel  (local and gs://)
+
+    src, dst = src.rstrip("/"), dst.rstrip("/")
+    for root, _, files in tf.io.gfile.walk(src):
+        rel = root[len(src) :].lstrip("/")
+        target = f"{dst}/{rel}" if rel else dst
+        tf.io.gfile.makedirs(target)
+        for name in files:
+            tf.io.gfile.copy(f"{root}/{name}", f"{target}/{name}", overwrite=True)
 
 
-def use_pretrained(checkpoint: str, out_dir: str, dataset: str, split: str,
-                   data_dir: str | None, image_size: int, max_examples: int = 10_000) -> dict:
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  from elt.data.datasets import load_image_dataset  # pylint: disable=import-outside-toplevel
-  from elt.tokenizers.train import evaluate  # pylint: disable=import-outside-toplevel
-  tok = load_tokenizer(checkpoint)
-  if tok.image_size != image_size:
-    raise ValueError(f"tokenizer.checkpoint {checkpoint!r} works on {tok.image_size}px images, "
-                     f"data.image_size is {image_size}")
-  data = load_image_dataset(dataset, split, data_dir, image_size)
-  images, _ = data.read(0, min(data.num_examples, max_examples))
-  metrics = {**evaluate(tok, images), "num_images": int(len(images)), "dataset": data.identity,
-             "identity": tok.identity, "checkpoint": checkpoint}
-  if tf.io.gfile.exists(out_dir):
-    tf.io.gfile.rmtree(out_dir)
-  copy_tree(checkpoint, out_dir)
-  with tf.io.gfile.GFile(f"{out_dir.rstrip('/')}/metrics.json", "w") as f:
-    json.dump(metrics, f, indent=2, sort_keys=True)
-  return metrics
+def use_pretrained(
+    checkpoint: str,
+    out_dir: str,
+    dataset: str,
+    split: str,
+    data_dir: str | None,
+    image_size: int,
+    max_examples: int = 10_000,
+) -> dict:
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from elt.data.datasets import load_image_dataset  # pylint: disable=import-outside-toplevel
+    from elt.tokenizers.train import evaluate  # pylint: disable=import-outside-toplevel
+
+    tok = load_tokenizer(checkpoint)
+    if tok.image_size != image_size:
+        raise ValueError(
+            f"tokenizer.checkpoint {checkpoint!r} works on {tok.image_size}px images, "
+            f"data.image_size is {image_size}"
+        )
+    data = load_image_dataset(dataset, split, data_dir, image_size)
+    images, _ = data.read(0, min(data.num_examples, max_examples))
+    metrics = {
+        **evaluate(tok, images),
+        "num_images": int(len(images)),
+        "dataset": data.identity,
+        "identity": tok.identity,
+        "checkpoint": checkpoint,
+    }
+    if tf.io.gfile.exists(out_dir):
+        tf.io.gfile.rmtree(out_dir)
+    copy_tree(checkpoint, out_dir)
+    with tf.io.gfile.GFile(f"{out_dir.rstrip('/')}/metrics.json", "w") as f:
+        json.dump(metrics, f, indent=2, sort_keys=True)
+    return metrics

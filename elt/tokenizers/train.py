@@ -3,6 +3,7 @@
 CPU-sized by default (digits 32x32 -> 8x8 tokens, 128 codes): ~1-2 minutes on 2 cores.
 The training set is held in memory (capped by `max_examples`, a prefix of the split).
 """
+
 from __future__ import annotations
 
 import json
@@ -15,100 +16,146 @@ import optax
 
 from elt.tokenizers import vq
 
-RESTART_EVERY = 50         # steps between dead-code checks
-RESTART_UNTIL = 0.8        # fraction of training after which codes are left alone to settle
+RESTART_EVERY = 50  # steps between dead-code checks
+RESTART_UNTIL = 0.8  # fraction of training after which codes are left alone to settle
 # A code is "dead" below this fraction of its uniform share of the window's assignments: codes
 # hit only by a few stray vectors would otherwise count as alive while the rest collapse.
 DEAD_FRACTION = 0.03
 
 
 def evaluate(tok: vq.VQTokenizer, images: np.ndarray) -> dict:
-  """Reconstruction MSE/PSNR on the uint8 scale and codebook usage over `images`."""
-  ids = tok.encode(images)
-  recon = tok.decode(ids)
-  mse = float(np.mean((recon.astype(np.float64) - images.astype(np.float64)) ** 2))
-  return {"mse": mse, "psnr": vq.psnr_from_mse(mse), **vq.usage_stats(ids, tok.codebook_size)}
+    """Reconstruction MSE/PSNR on the uint8 scale and codebook usage over `images`."""
+    ids = tok.encode(images)
+    recon = tok.decode(ids)
+    mse = float(np.mean((recon.astype(np.float64) - images.astype(np.float64)) ** 2))
+    return {"mse": mse, "psnr": vq.psnr_from_mse(mse), **vq.usage_stats(ids, tok.codebook_size)}
 
 
 def make_train_step(cfg: vq.VQConfig, tx):
-  model = vq.VQVAE(cfg)
+    model = vq.VQVAE(cfg)
 
-  def loss_fn(params, x):
-    recon, ids, codebook_loss, commit_loss, z = model.apply({"params": params}, x)
-    rec = jnp.mean((recon - x) ** 2)
-    loss = rec + codebook_loss + cfg.commitment * commit_loss
-    return loss, (rec, ids, z)
+    def loss_fn(params, x):
+        recon, ids, codebook_loss, commit_loss, z = model.apply({"params": params}, x)
+        rec = jnp.mean((recon - x) ** 2)
+        loss = rec + codebook_loss + cfg.commitment * commit_loss
+        return loss, (rec, ids, z)
 
-  @jax.jit
-  def step(params, opt_state, batch_uint8):
-    x = vq.to_float(batch_uint8)
-    (loss, (rec, ids, z)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, x)
-    updates, opt_state = tx.update(grads, opt_state, params)
-    params = optax.apply_updates(params, updates)
-    counts = jnp.bincount(ids.ravel(), length=cfg.codebook_size)
-    return params, opt_state, {"loss": loss, "rec": rec}, counts, z
+    @jax.jit
+    def step(params, opt_state, batch_uint8):
+        x = vq.to_float(batch_uint8)
+        (loss, (rec, ids, z)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, x)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        counts = jnp.bincount(ids.ravel(), length=cfg.codebook_size)
+        return params, opt_state, {"loss": loss, "rec": rec}, counts, z
 
-  return step
-
-
-def fit(cfg: vq.VQConfig, images: np.ndarray, steps: int, batch_size: int, lr: float,
-        seed: int = 0, log_every: int = 0) -> tuple[vq.VQTokenizer, dict]:
-  """Train from scratch on uint8 [n, S, S, 3]; returns the tokenizer and training figures."""
-  cfg = cfg.validate()
-  if steps < 0 or batch_size < 1 or lr <= 0:
-    raise ValueError(f"tokenizer: steps >= 0, batch_size >= 1, lr > 0 required; got steps={steps}"
-                     f" batch_size={batch_size} lr={lr}")
-  if len(images) == 0:
-    raise ValueError("tokenizer: no training images")
-  rng = np.random.default_rng(seed)
-  params = vq.init_params(cfg, seed)
-  init_batch = images[rng.choice(len(images), size=min(len(images), 512), replace=False)]
-  params = vq.init_codebook(cfg, params, init_batch, seed)
-  # Cosine decay to 10% keeps the last steps from undoing code placement.
-  tx = optax.adam(optax.cosine_decay_schedule(lr, max(steps, 1), alpha=0.1))
-  opt_state = tx.init(params)
-  step = make_train_step(cfg, tx)
-  usage = np.zeros(cfg.codebook_size, np.int64)
-  restarted = 0
-  t0 = time.time()
-  history = []
-  for i in range(steps):
-    batch = images[rng.integers(0, len(images), size=batch_size)]
-    params, opt_state, m, counts, z = step(params, opt_state, batch)
-    usage += np.asarray(counts)
-    if (i + 1) % RESTART_EVERY == 0:
-      if i + 1 < RESTART_UNTIL * steps:
-        alive = usage >= DEAD_FRACTION * usage.sum() / cfg.codebook_size
-        params, n = vq.restart_dead_codes(params, alive.astype(np.int64), np.asarray(z), rng)
-        restarted += n
-        opt_state = tx.init(params) if n else opt_state  # stale moments would fling moved codes
-      usage[:] = 0
-    if log_every and (i + 1) % log_every == 0:
-      history.append({"step": i + 1, "loss": float(m["loss"]), "rec": float(m["rec"])})
-      print(f"tokenizer step {i + 1}/{steps} loss {float(m['loss']):.4f} "
-            f"rec {float(m['rec']):.4f}", flush=True)
-  jax.block_until_ready(params)
-  return vq.VQTokenizer(cfg, params), {"train_seconds": time.time() - t0,
-                                       "codes_restarted": restarted, "history": history}
+    return step
 
 
-def train_tokenizer(dataset: str, split: str, data_dir: str | None, image_size: int, out_dir: str,
-                    *, downsample: int = 4, codebook_size: int = 128, embed_dim: int = 32,
-                    channels: int = 64, steps: int = 1500, batch_size: int = 64,
-                    lr: float = 1e-3, commitment: float = 0.25, seed: int = 0,
-                    max_examples: int = 50_000, log_every: int = 100) -> dict:
-  """Train on `dataset`/`split`, save to `out_dir`, return metrics (also in metrics.json)."""
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  from elt.data.datasets import load_image_dataset  # pylint: disable=import-outside-toplevel
-  cfg = vq.VQConfig(image_size=image_size, downsample=downsample, codebook_size=codebook_size,
-                    embed_dim=embed_dim, channels=channels, commitment=commitment).validate()
-  data = load_image_dataset(dataset, split, data_dir, image_size)
-  images, _ = data.read(0, min(data.num_examples, max_examples))
-  tok, info = fit(cfg, images, steps, batch_size, lr, seed, log_every)
-  metrics = {**evaluate(tok, images), "steps": steps, "num_images": int(len(images)),
-             "dataset": data.identity, "identity": tok.identity,
-             "train_seconds": info["train_seconds"], "codes_restarted": info["codes_restarted"]}
-  tok.save(out_dir)
-  with tf.io.gfile.GFile(f"{out_dir.rstrip('/')}/metrics.json", "w") as f:
-    json.dump(metrics, f, indent=2, sort_keys=True)
-  return metrics
+def fit(
+    cfg: vq.VQConfig,
+    images: np.ndarray,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    seed: int = 0,
+    log_every: int = 0,
+) -> tuple[vq.VQTokenizer, dict]:
+    """Train from scratch on uint8 [n, S, S, 3]; returns the tokenizer and training figures."""
+    cfg = cfg.validate()
+    if steps < 0 or batch_size < 1 or lr <= 0:
+        raise ValueError(
+            f"tokenizer: steps >= 0, batch_size >= 1, lr > 0 required; got steps={steps}"
+            f" batch_size={batch_size} lr={lr}"
+        )
+    if len(images) == 0:
+        raise ValueError("tokenizer: no training images")
+    rng = np.random.default_rng(seed)
+    params = vq.init_params(cfg, seed)
+    init_batch = images[rng.choice(len(images), size=min(len(images), 512), replace=False)]
+    params = vq.init_codebook(cfg, params, init_batch, seed)
+    # Cosine decay to 10% keeps the last steps from undoing code placement.
+    tx = optax.adam(optax.cosine_decay_schedule(lr, max(steps, 1), alpha=0.1))
+    opt_state = tx.init(params)
+    step = make_train_step(cfg, tx)
+    usage = np.zeros(cfg.codebook_size, np.int64)
+    restarted = 0
+    t0 = time.time()
+    history = []
+    for i in range(steps):
+        batch = images[rng.integers(0, len(images), size=batch_size)]
+        params, opt_state, m, counts, z = step(params, opt_state, batch)
+        usage += np.asarray(counts)
+        if (i + 1) % RESTART_EVERY == 0:
+            if i + 1 < RESTART_UNTIL * steps:
+                alive = usage >= DEAD_FRACTION * usage.sum() / cfg.codebook_size
+                params, n = vq.restart_dead_codes(
+                    params, alive.astype(np.int64), np.asarray(z), rng
+                )
+                restarted += n
+                opt_state = (
+                    tx.init(params) if n else opt_state
+                )  # stale moments would fling moved codes
+            usage[:] = 0
+        if log_every and (i + 1) % log_every == 0:
+            history.append({"step": i + 1, "loss": float(m["loss"]), "rec": float(m["rec"])})
+            print(
+                f"tokenizer step {i + 1}/{steps} loss {float(m['loss']):.4f} "
+                f"rec {float(m['rec']):.4f}",
+                flush=True,
+            )
+    jax.block_until_ready(params)
+    return vq.VQTokenizer(cfg, params), {
+        "train_seconds": time.time() - t0,
+        "codes_restarted": restarted,
+        "history": history,
+    }
+
+
+def train_tokenizer(
+    dataset: str,
+    split: str,
+    data_dir: str | None,
+    image_size: int,
+    out_dir: str,
+    *,
+    downsample: int = 4,
+    codebook_size: int = 128,
+    embed_dim: int = 32,
+    channels: int = 64,
+    steps: int = 1500,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    commitment: float = 0.25,
+    seed: int = 0,
+    max_examples: int = 50_000,
+    log_every: int = 100,
+) -> dict:
+    """Train on `dataset`/`split`, save to `out_dir`, return metrics (also in metrics.json)."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from elt.data.datasets import load_image_dataset  # pylint: disable=import-outside-toplevel
+
+    cfg = vq.VQConfig(
+        image_size=image_size,
+        downsample=downsample,
+        codebook_size=codebook_size,
+        embed_dim=embed_dim,
+        channels=channels,
+        commitment=commitment,
+    ).validate()
+    data = load_image_dataset(dataset, split, data_dir, image_size)
+    images, _ = data.read(0, min(data.num_examples, max_examples))
+    tok, info = fit(cfg, images, steps, batch_size, lr, seed, log_every)
+    metrics = {
+        **evaluate(tok, images),
+        "steps": steps,
+        "num_images": int(len(images)),
+        "dataset": data.identity,
+        "identity": tok.identity,
+        "train_seconds": info["train_seconds"],
+        "codes_restarted": info["codes_restarted"],
+    }
+    tok.save(out_dir)
+    with tf.io.gfile.GFile(f"{out_dir.rstrip('/')}/metrics.json", "w") as f:
+        json.dump(metrics, f, indent=2, sort_keys=True)
+    return metrics

@@ -10,6 +10,7 @@ Codebook usage is kept high by three choices (ViT-VQGAN / "improved VQGAN" recip
 Gradients pass the quantiser straight-through; loss = MSE + ||sg[z]-e||^2 + beta*||z-sg[e]||^2.
 Images are uint8 outside the model and [-1, 1] floats inside.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -27,282 +28,314 @@ import numpy as np
 
 @dataclasses.dataclass(frozen=True)
 class VQConfig:
-  image_size: int = 32
-  downsample: int = 4          # 4 or 8: one stride-2 conv per factor of 2
-  codebook_size: int = 128     # K
-  embed_dim: int = 32
-  channels: int = 64
-  num_res_blocks: int = 1      # residual blocks at the token grid (encoder and decoder)
-  commitment: float = 0.25     # beta
+    image_size: int = 32
+    downsample: int = 4  # 4 or 8: one stride-2 conv per factor of 2
+    codebook_size: int = 128  # K
+    embed_dim: int = 32
+    channels: int = 64
+    num_res_blocks: int = 1  # residual blocks at the token grid (encoder and decoder)
+    commitment: float = 0.25  # beta
 
-  def validate(self) -> "VQConfig":
-    if self.downsample not in (2, 4, 8, 16):
-      raise ValueError(f"tokenizer.downsample must be 2, 4, 8 or 16, got {self.downsample}")
-    if self.image_size % self.downsample:
-      raise ValueError(f"image_size {self.image_size} is not divisible by tokenizer.downsample "
-                       f"{self.downsample}")
-    for key in ("codebook_size", "embed_dim", "channels"):
-      if getattr(self, key) < 2:
-        raise ValueError(f"tokenizer.{key} must be >= 2, got {getattr(self, key)}")
-    if self.commitment < 0:
-      raise ValueError(f"tokenizer.commitment must be >= 0, got {self.commitment}")
-    return self
+    def validate(self) -> "VQConfig":
+        if self.downsample not in (2, 4, 8, 16):
+            raise ValueError(f"tokenizer.downsample must be 2, 4, 8 or 16, got {self.downsample}")
+        if self.image_size % self.downsample:
+            raise ValueError(
+                f"image_size {self.image_size} is not divisible by tokenizer.downsample "
+                f"{self.downsample}"
+            )
+        for key in ("codebook_size", "embed_dim", "channels"):
+            if getattr(self, key) < 2:
+                raise ValueError(f"tokenizer.{key} must be >= 2, got {getattr(self, key)}")
+        if self.commitment < 0:
+            raise ValueError(f"tokenizer.commitment must be >= 0, got {self.commitment}")
+        return self
 
-  @property
-  def grid(self) -> tuple[int, int]:
-    g = self.image_size // self.downsample
-    return g, g
+    @property
+    def grid(self) -> tuple[int, int]:
+        g = self.image_size // self.downsample
+        return g, g
 
 
 class ResBlock(nn.Module):
-  channels: int
+    channels: int
 
-  @nn.compact
-  def __call__(self, x):
-    h = nn.Conv(self.channels, (3, 3))(nn.swish(nn.GroupNorm(num_groups=8)(x)))
-    h = nn.Conv(self.channels, (3, 3))(nn.swish(nn.GroupNorm(num_groups=8)(h)))
-    return x + h
+    @nn.compact
+    def __call__(self, x):
+        h = nn.Conv(self.channels, (3, 3))(nn.swish(nn.GroupNorm(num_groups=8)(x)))
+        h = nn.Conv(self.channels, (3, 3))(nn.swish(nn.GroupNorm(num_groups=8)(h)))
+        return x + h
 
 
 def level_channels(cfg: VQConfig) -> list[int]:
-  """Widths from the finest to the coarsest level: `channels` at the token grid, halved per
-  level above it (min 16). Most FLOPs sit at high resolution, so narrowing there is what keeps a
-  1,500-step CPU training in minutes."""
-  k = int(math.log2(cfg.downsample))
-  return [max(16, cfg.channels >> (k - 1 - i)) for i in range(k)]
+    """Widths from the finest to the coarsest level: `channels` at the token grid, halved per
+    level above it (min 16). Most FLOPs sit at high resolution, so narrowing there is what keeps a
+    1,500-step CPU training in minutes."""
+    k = int(math.log2(cfg.downsample))
+    return [max(16, cfg.channels >> (k - 1 - i)) for i in range(k)]
 
 
 class Encoder(nn.Module):
-  cfg: VQConfig
+    cfg: VQConfig
 
-  @nn.compact
-  def __call__(self, x):
-    for c in level_channels(self.cfg):  # one stride-2 conv per factor 2 of downsampling
-      x = nn.swish(nn.Conv(c, (4, 4), strides=(2, 2))(x))
-    for _ in range(self.cfg.num_res_blocks):
-      x = ResBlock(self.cfg.channels)(x)
-    x = nn.swish(nn.GroupNorm(num_groups=8)(x))
-    return nn.Conv(self.cfg.embed_dim, (1, 1))(x)
+    @nn.compact
+    def __call__(self, x):
+        for c in level_channels(self.cfg):  # one stride-2 conv per factor 2 of downsampling
+            x = nn.swish(nn.Conv(c, (4, 4), strides=(2, 2))(x))
+        for _ in range(self.cfg.num_res_blocks):
+            x = ResBlock(self.cfg.channels)(x)
+        x = nn.swish(nn.GroupNorm(num_groups=8)(x))
+        return nn.Conv(self.cfg.embed_dim, (1, 1))(x)
 
 
 class Decoder(nn.Module):
-  """Mirror of the encoder: 3x3 in, residual blocks at the token grid, stride-2 transposed convs."""
-  cfg: VQConfig
+    """Mirror of the encoder: 3x3 in, residual blocks at the token grid, stride-2 transposed convs."""
 
-  @nn.compact
-  def __call__(self, z):
-    x = nn.Conv(self.cfg.channels, (3, 3))(z)
-    for _ in range(self.cfg.num_res_blocks):
-      x = ResBlock(self.cfg.channels)(x)
-    widths = level_channels(self.cfg)[::-1][1:] + [3]
-    for i, c in enumerate(widths):
-      x = nn.ConvTranspose(c, (4, 4), strides=(2, 2))(x)
-      if i + 1 < len(widths):
-        x = nn.swish(x)
-    return x
+    cfg: VQConfig
+
+    @nn.compact
+    def __call__(self, z):
+        x = nn.Conv(self.cfg.channels, (3, 3))(z)
+        for _ in range(self.cfg.num_res_blocks):
+            x = ResBlock(self.cfg.channels)(x)
+        widths = level_channels(self.cfg)[::-1][1:] + [3]
+        for i, c in enumerate(widths):
+            x = nn.ConvTranspose(c, (4, 4), strides=(2, 2))(x)
+            if i + 1 < len(widths):
+                x = nn.swish(x)
+        return x
 
 
 def l2_normalize(x, axis=-1, eps=1e-6):
-  return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=axis, keepdims=True), eps * eps))
+    return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=axis, keepdims=True), eps * eps))
 
 
 class VQVAE(nn.Module):
-  cfg: VQConfig
+    cfg: VQConfig
 
-  def setup(self):
-    self.encoder = Encoder(self.cfg)
-    self.decoder = Decoder(self.cfg)
-    self.codebook = self.param("codebook", nn.initializers.normal(1.0),
-                               (self.cfg.codebook_size, self.cfg.embed_dim))
+    def setup(self):
+        self.encoder = Encoder(self.cfg)
+        self.decoder = Decoder(self.cfg)
+        self.codebook = self.param(
+            "codebook", nn.initializers.normal(1.0), (self.cfg.codebook_size, self.cfg.embed_dim)
+        )
 
-  def encode_latents(self, x):
-    """x float [-1, 1] [B, H, W, 3] -> unit-norm latents [B, h, w, D]."""
-    return l2_normalize(self.encoder(x))
+    def encode_latents(self, x):
+        """x float [-1, 1] [B, H, W, 3] -> unit-norm latents [B, h, w, D]."""
+        return l2_normalize(self.encoder(x))
 
-  def quantize(self, z):
-    codes = l2_normalize(self.codebook)
-    # Cosine similarity = -distance/2 + 1 on the unit sphere: argmax == nearest code.
-    ids = jnp.argmax(jnp.einsum("...d,kd->...k", z, codes), axis=-1).astype(jnp.int32)
-    return ids, codes[ids]
+    def quantize(self, z):
+        codes = l2_normalize(self.codebook)
+        # Cosine similarity = -distance/2 + 1 on the unit sphere: argmax == nearest code.
+        ids = jnp.argmax(jnp.einsum("...d,kd->...k", z, codes), axis=-1).astype(jnp.int32)
+        return ids, codes[ids]
 
-  def encode(self, x):
-    return self.quantize(self.encode_latents(x))[0]
+    def encode(self, x):
+        return self.quantize(self.encode_latents(x))[0]
 
-  def decode(self, ids):
-    return self.decoder(l2_normalize(self.codebook)[ids])
+    def decode(self, ids):
+        return self.decoder(l2_normalize(self.codebook)[ids])
 
-  def __call__(self, x):
-    z = self.encode_latents(x)
-    ids, e = self.quantize(z)
-    codebook_loss = jnp.mean(jnp.sum((jax.lax.stop_gradient(z) - e) ** 2, -1))
-    commit_loss = jnp.mean(jnp.sum((z - jax.lax.stop_gradient(e)) ** 2, -1))
-    zq = z + jax.lax.stop_gradient(e - z)  # straight-through estimator
-    recon = self.decoder(zq)
-    return recon, ids, codebook_loss, commit_loss, z
+    def __call__(self, x):
+        z = self.encode_latents(x)
+        ids, e = self.quantize(z)
+        codebook_loss = jnp.mean(jnp.sum((jax.lax.stop_gradient(z) - e) ** 2, -1))
+        commit_loss = jnp.mean(jnp.sum((z - jax.lax.stop_gradient(e)) ** 2, -1))
+        zq = z + jax.lax.stop_gradient(e - z)  # straight-through estimator
+        recon = self.decoder(zq)
+        return recon, ids, codebook_loss, commit_loss, z
 
 
 def to_float(images_uint8):
-  return images_uint8.astype(jnp.float32) / 127.5 - 1.0
+    return images_uint8.astype(jnp.float32) / 127.5 - 1.0
 
 
 def to_uint8(x):
-  return jnp.clip(jnp.round((x + 1.0) * 127.5), 0, 255).astype(jnp.uint8)
+    return jnp.clip(jnp.round((x + 1.0) * 127.5), 0, 255).astype(jnp.uint8)
 
 
 def init_params(cfg: VQConfig, seed: int) -> Any:
-  model = VQVAE(cfg)
-  dummy = jnp.zeros((1, cfg.image_size, cfg.image_size, 3), jnp.float32)
-  # One jitted init instead of op-by-op dispatch: seconds faster on CPU.
-  return jax.jit(model.init)(jax.random.PRNGKey(seed), dummy)["params"]
+    model = VQVAE(cfg)
+    dummy = jnp.zeros((1, cfg.image_size, cfg.image_size, 3), jnp.float32)
+    # One jitted init instead of op-by-op dispatch: seconds faster on CPU.
+    return jax.jit(model.init)(jax.random.PRNGKey(seed), dummy)["params"]
 
 
 def init_codebook(cfg: VQConfig, params, images_uint8: np.ndarray, seed: int):
-  """Codebook <- K encoder outputs of real images (random distinct positions)."""
-  z = VQVAE(cfg).apply({"params": params}, to_float(jnp.asarray(images_uint8)),
-                       method=VQVAE.encode_latents)
-  z = np.asarray(z).reshape(-1, cfg.embed_dim)
-  rng = np.random.default_rng(seed)
-  pick = rng.choice(len(z), size=cfg.codebook_size, replace=len(z) < cfg.codebook_size)
-  return {**params, "codebook": jnp.asarray(z[pick])}
+    """Codebook <- K encoder outputs of real images (random distinct positions)."""
+    z = VQVAE(cfg).apply(
+        {"params": params}, to_float(jnp.asarray(images_uint8)), method=VQVAE.encode_latents
+    )
+    z = np.asarray(z).reshape(-1, cfg.embed_dim)
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(z), size=cfg.codebook_size, replace=len(z) < cfg.codebook_size)
+    return {**params, "codebook": jnp.asarray(z[pick])}
 
 
 def restart_dead_codes(params, usage_counts: np.ndarray, latents: np.ndarray, rng):
-  """Move codes whose usage count is zero onto random current encoder outputs (unit sphere)."""
-  dead = np.flatnonzero(usage_counts == 0)
-  if dead.size == 0:
-    return params, 0
-  flat = latents.reshape(-1, latents.shape[-1])
-  pick = rng.choice(len(flat), size=dead.size, replace=len(flat) < dead.size)
-  codebook = np.array(params["codebook"])
-  codebook[dead] = flat[pick]
-  return {**params, "codebook": jnp.asarray(codebook)}, int(dead.size)
+    """Move codes whose usage count is zero onto random current encoder outputs (unit sphere)."""
+    dead = np.flatnonzero(usage_counts == 0)
+    if dead.size == 0:
+        return params, 0
+    flat = latents.reshape(-1, latents.shape[-1])
+    pick = rng.choice(len(flat), size=dead.size, replace=len(flat) < dead.size)
+    codebook = np.array(params["codebook"])
+    codebook[dead] = flat[pick]
+    return {**params, "codebook": jnp.asarray(codebook)}, int(dead.size)
 
 
 def psnr_from_mse(mse_uint8_scale: float) -> float:
-  """PSNR in dB of images on the 0..255 scale."""
-  if mse_uint8_scale <= 0:
-    return float("inf")
-  return float(10.0 * np.log10(255.0 ** 2 / mse_uint8_scale))
+    """PSNR in dB of images on the 0..255 scale."""
+    if mse_uint8_scale <= 0:
+        return float("inf")
+    return float(10.0 * np.log10(255.0**2 / mse_uint8_scale))
 
 
 def usage_stats(ids: np.ndarray, codebook_size: int) -> dict:
-  """Fraction of codes used and perplexity exp(H(p)) of the code histogram."""
-  counts = np.bincount(np.asarray(ids).ravel(), minlength=codebook_size).astype(np.float64)
-  p = counts / counts.sum()
-  nz = p[p > 0]
-  return {"codebook_usage": float((counts > 0).mean()),
-          "perplexity": float(np.exp(-(nz * np.log(nz)).sum()))}
+    """Fraction of codes used and perplexity exp(H(p)) of the code histogram."""
+    counts = np.bincount(np.asarray(ids).ravel(), minlength=codebook_size).astype(np.float64)
+    p = counts / counts.sum()
+    nz = p[p > 0]
+    return {
+        "codebook_usage": float((counts > 0).mean()),
+        "perplexity": float(np.exp(-(nz * np.log(nz)).sum())),
+    }
 
 
 # --------------------------------------------------------------------------------------------
 # The Tokenizer object (what the rest of the pipeline sees)
 # --------------------------------------------------------------------------------------------
 class VQTokenizer:
-  """uint8 images <-> int32 token grids with a trained VQVAE. Jitted, shape-bucketed calls."""
+    """uint8 images <-> int32 token grids with a trained VQVAE. Jitted, shape-bucketed calls."""
 
-  kind = "vq"
+    kind = "vq"
 
-  def __init__(self, cfg: VQConfig, params, max_batch: int = 256):
-    self.cfg = cfg.validate()
-    self.params = params
-    self.max_batch = max_batch
-    model = VQVAE(cfg)
-    self._encode = jax.jit(lambda p, x: model.apply({"params": p}, to_float(x),
-                                                    method=VQVAE.encode))
-    self._decode = jax.jit(lambda p, t: to_uint8(model.apply({"params": p}, t,
-                                                             method=VQVAE.decode)))
-    self._identity = None
+    def __init__(self, cfg: VQConfig, params, max_batch: int = 256):
+        self.cfg = cfg.validate()
+        self.params = params
+        self.max_batch = max_batch
+        model = VQVAE(cfg)
+        self._encode = jax.jit(
+            lambda p, x: model.apply({"params": p}, to_float(x), method=VQVAE.encode)
+        )
+        self._decode = jax.jit(
+            lambda p, t: to_uint8(model.apply({"params": p}, t, method=VQVAE.decode))
+        )
+        self._identity = None
 
-  codebook_size = property(lambda self: self.cfg.codebook_size)
-  grid = property(lambda self: self.cfg.grid)
-  image_size = property(lambda self: self.cfg.image_size)
+    codebook_size = property(lambda self: self.cfg.codebook_size)
+    grid = property(lambda self: self.cfg.grid)
+    image_size = property(lambda self: self.cfg.image_size)
 
-  @property
-  def identity(self) -> str:
-    """sha256 of the JSON config and every weight's bytes (sorted key paths)."""
-    if self._identity is None:
-      h = hashlib.sha256(json.dumps({"kind": self.kind, "config": dataclasses.asdict(self.cfg)},
-                                    sort_keys=True).encode())
-      for path, leaf in sorted(jax.tree_util.tree_leaves_with_path(self.params),
-                               key=lambda kv: jax.tree_util.keystr(kv[0])):
-        h.update(jax.tree_util.keystr(path).encode())
-        h.update(np.ascontiguousarray(np.asarray(leaf, np.float32)).tobytes())
-      self._identity = f"{self.kind}-{h.hexdigest()}"
-    return self._identity
+    @property
+    def identity(self) -> str:
+        """sha256 of the JSON config and every weight's bytes (sorted key paths)."""
+        if self._identity is None:
+            h = hashlib.sha256(
+                json.dumps(
+                    {"kind": self.kind, "config": dataclasses.asdict(self.cfg)}, sort_keys=True
+                ).encode()
+            )
+            for path, leaf in sorted(
+                jax.tree_util.tree_leaves_with_path(self.params),
+                key=lambda kv: jax.tree_util.keystr(kv[0]),
+            ):
+                h.update(jax.tree_util.keystr(path).encode())
+                h.update(np.ascontiguousarray(np.asarray(leaf, np.float32)).tobytes())
+            self._identity = f"{self.kind}-{h.hexdigest()}"
+        return self._identity
 
-  def _bucketed(self, fn, x):
-    # Pad each chunk to a power of two (<= max_batch) so a data set costs a few compiles, not one
-    # per distinct last-batch size.
-    out = []
-    for start in range(0, len(x), self.max_batch):
-      chunk = x[start:start + self.max_batch]
-      n = len(chunk)
-      size = min(self.max_batch, 1 << max(0, (n - 1).bit_length()))
-      if size != n:
-        chunk = np.concatenate([chunk, np.repeat(chunk[-1:], size - n, axis=0)])
-      out.append(np.asarray(fn(self.params, chunk))[:n])
-    return np.concatenate(out)
+    def _bucketed(self, fn, x):
+        # Pad each chunk to a power of two (<= max_batch) so a data set costs a few compiles, not one
+        # per distinct last-batch size.
+        out = []
+        for start in range(0, len(x), self.max_batch):
+            chunk = x[start : start + self.max_batch]
+            n = len(chunk)
+            size = min(self.max_batch, 1 << max(0, (n - 1).bit_length()))
+            if size != n:
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], size - n, axis=0)])
+            out.append(np.asarray(fn(self.params, chunk))[:n])
+        return np.concatenate(out)
 
-  def encode(self, images: np.ndarray) -> np.ndarray:
-    images = np.asarray(images)
-    s = self.cfg.image_size
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (s, s, 3):
-      raise ValueError(f"encode expects uint8 [B, {s}, {s}, 3], got {images.dtype} "
-                       f"{list(images.shape)}")
-    if len(images) == 0:
-      return np.zeros((0, *self.grid), np.int32)
-    return self._bucketed(self._encode, images).astype(np.int32)
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        images = np.asarray(images)
+        s = self.cfg.image_size
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (s, s, 3):
+            raise ValueError(
+                f"encode expects uint8 [B, {s}, {s}, 3], got {images.dtype} {list(images.shape)}"
+            )
+        if len(images) == 0:
+            return np.zeros((0, *self.grid), np.int32)
+        return self._bucketed(self._encode, images).astype(np.int32)
 
-  def decode(self, tokens: np.ndarray) -> np.ndarray:
-    tokens = np.asarray(tokens)
-    h, w = self.grid
-    if tokens.ndim == 2 and tokens.shape[1] == h * w:
-      tokens = tokens.reshape(-1, h, w)
-    if tokens.ndim != 3 or tokens.shape[1:] != (h, w):
-      raise ValueError(f"decode expects int tokens [B, {h}, {w}] or [B, {h * w}], got "
-                       f"{list(tokens.shape)}")
-    if tokens.size and (tokens.min() < 0 or tokens.max() >= self.codebook_size):
-      raise ValueError(f"token ids must lie in [0, {self.codebook_size}), got "
-                       f"[{tokens.min()}, {tokens.max()}]")
-    if len(tokens) == 0:
-      s = self.image_size
-      return np.zeros((0, s, s, 3), np.uint8)
-    return self._bucketed(self._decode, tokens.astype(np.int32))
+    def decode(self, tokens: np.ndarray) -> np.ndarray:
+        tokens = np.asarray(tokens)
+        h, w = self.grid
+        if tokens.ndim == 2 and tokens.shape[1] == h * w:
+            tokens = tokens.reshape(-1, h, w)
+        if tokens.ndim != 3 or tokens.shape[1:] != (h, w):
+            raise ValueError(
+                f"decode expects int tokens [B, {h}, {w}] or [B, {h * w}], got {list(tokens.shape)}"
+            )
+        if tokens.size and (tokens.min() < 0 or tokens.max() >= self.codebook_size):
+            raise ValueError(
+                f"token ids must lie in [0, {self.codebook_size}), got "
+                f"[{tokens.min()}, {tokens.max()}]"
+            )
+        if len(tokens) == 0:
+            s = self.image_size
+            return np.zeros((0, s, s, 3), np.uint8)
+        return self._bucketed(self._decode, tokens.astype(np.int32))
 
-  # ---- persistence: <dir>/tokenizer.json + <dir>/params (orbax) ----
-  def save(self, path: str) -> None:
-    import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    path = _abs(path)
-    tf.io.gfile.makedirs(path)
-    params_dir = f"{path}/params"
-    if tf.io.gfile.exists(params_dir):
-      tf.io.gfile.rmtree(params_dir)
-    with ocp.StandardCheckpointer() as ckptr:
-      ckptr.save(params_dir, jax.device_get(self.params))
-      ckptr.wait_until_finished()
-    with tf.io.gfile.GFile(f"{path}/tokenizer.json", "w") as f:
-      json.dump({"kind": self.kind, "config": dataclasses.asdict(self.cfg),
-                 "identity": self.identity}, f, indent=2, sort_keys=True)
+    # ---- persistence: <dir>/tokenizer.json + <dir>/params (orbax) ----
+    def save(self, path: str) -> None:
+        import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
+        import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
-  @classmethod
-  def load(cls, path: str, meta: dict) -> "VQTokenizer":
-    import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
-    path = _abs(path)
-    try:
-      cfg = VQConfig(**meta["config"]).validate()
-    except TypeError as e:
-      raise ValueError(f"{path}/tokenizer.json: bad vq config {meta.get('config')!r}: {e}") from e
-    abstract = jax.eval_shape(lambda: init_params(cfg, 0))
-    with ocp.StandardCheckpointer() as ckptr:
-      params = ckptr.restore(f"{path}/params", abstract)
-    tok = cls(cfg, params)
-    if "identity" in meta and meta["identity"] != tok.identity:
-      raise ValueError(f"{path}: weights do not match the identity recorded in tokenizer.json "
-                       f"({meta['identity']} != {tok.identity}); the checkpoint was altered")
-    return tok
+        path = _abs(path)
+        tf.io.gfile.makedirs(path)
+        params_dir = f"{path}/params"
+        if tf.io.gfile.exists(params_dir):
+            tf.io.gfile.rmtree(params_dir)
+        with ocp.StandardCheckpointer() as ckptr:
+            ckptr.save(params_dir, jax.device_get(self.params))
+            ckptr.wait_until_finished()
+        with tf.io.gfile.GFile(f"{path}/tokenizer.json", "w") as f:
+            json.dump(
+                {
+                    "kind": self.kind,
+                    "config": dataclasses.asdict(self.cfg),
+                    "identity": self.identity,
+                },
+                f,
+                indent=2,
+                sort_keys=True,
+            )
+
+    @classmethod
+    def load(cls, path: str, meta: dict) -> "VQTokenizer":
+        import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
+
+        path = _abs(path)
+        try:
+            cfg = VQConfig(**meta["config"]).validate()
+        except TypeError as e:
+            raise ValueError(
+                f"{path}/tokenizer.json: bad vq config {meta.get('config')!r}: {e}"
+            ) from e
+        abstract = jax.eval_shape(lambda: init_params(cfg, 0))
+        with ocp.StandardCheckpointer() as ckptr:
+            params = ckptr.restore(f"{path}/params", abstract)
+        tok = cls(cfg, params)
+        if "identity" in meta and meta["identity"] != tok.identity:
+            raise ValueError(
+                f"{path}: weights do not match the identity recorded in tokenizer.json "
+                f"({meta['identity']} != {tok.identity}); the checkpoint was altered"
+            )
+        return tok
 
 
 def _abs(path: str) -> str:
-  # orbax wants absolute paths; URLs (gs://) are absolute already.
-  return path.rstrip("/") if "://" in path else os.path.abspath(path)
+    # orbax wants absolute paths; URLs (gs://) are absolute already.
+    return path.rstrip("/") if "://" in path else os.path.abspath(path)
