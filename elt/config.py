@@ -152,6 +152,12 @@ class Params:
     eval: EvalConfig
     raw: Mapping[str, Any] = field(repr=False, default_factory=dict)
 
+    def point(self, run: str) -> GridPoint:
+        """The grid point a stage was asked to work on (``--run``), or an error naming it."""
+        if run not in self.grid:
+            raise ConfigError("--run", f"{run!r} is not a key of `grid` (known: {', '.join(self.grid)})")
+        return self.grid[run]
+
     def train_hyper(self, run: str) -> TrainHyper:
         """Training hyper-parameters of one run, with its scale's overrides applied."""
         point = self.grid[run]

@@ -26,8 +26,7 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
 
     params = load_params(args.params)
-    if args.run not in params.grid:
-        raise SystemExit(f"--run: {args.run!r} is not a key of `grid` in {args.params}")
+    params.point(args.run)  # an unknown run name fails here, naming it
     run_dir = Path("runs") / args.run
     samples = run_dir / "samples"
     for need in (run_dir / "train" / "model.json", samples / "timing.json", Path(args.ref), Path(params.eval.weights)):

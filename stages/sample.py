@@ -45,8 +45,7 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
 
     params = load_params(args.params)
-    if args.run not in params.grid:
-        raise SystemExit(f"--run: {args.run!r} is not a key of `grid` in {args.params}")
+    params.point(args.run)  # an unknown run name fails here, naming it
     sc_cfg = params.sample
     loops = params.loops_for(args.run)
     run_dir = Path("runs") / args.run

@@ -39,9 +39,7 @@ def main(argv=None) -> None:
 
     # ---------------------------------------------------------------- config (before any compute)
     params = load_params(args.params)
-    if args.run not in params.grid:
-        raise SystemExit(f"--run: {args.run!r} is not a key of `grid` in {args.params} (known: {', '.join(params.grid)})")
-    point = params.grid[args.run]
+    point = params.point(args.run)  # an unknown run name fails here, naming it
     hyper = params.train_hyper(args.run)
     scale = params.scales[point.scale]
     out = Path(args.out or f"runs/{args.run}/train")

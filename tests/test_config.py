@@ -93,3 +93,10 @@ def test_config_hash_is_stable_and_sensitive():
     a = config_hash(p.run_config("tiny-2x3-elt"))
     assert a == config_hash(parse_params(copy.deepcopy(DEFAULT)).run_config("tiny-2x3-elt"))
     assert a != config_hash(parse_params(_with("train.steps", 7)).run_config("tiny-2x3-elt"))
+
+
+def test_unknown_run_name_is_named():
+    p = parse_params(copy.deepcopy(DEFAULT))
+    assert p.point("tiny-2x3-elt").N == 2
+    with pytest.raises(ConfigError, match=r"^--run: 'nope' is not a key of `grid`"):
+        p.point("nope")
