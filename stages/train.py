@@ -161,7 +161,7 @@ def main(argv=None) -> None:
     held = data.eval_batch(min(256, data.num_examples), seed=1234)
     exit_losses = {
         str(L): float(eval_loss(model, state.params, held, jax.random.PRNGKey(7), L))
-        for L in sorted(set(range(1, point.L_max + 1)) | {point.L_max})
+        for L in range(1, point.L_max + 1)
     }
 
     # ---------------------------------------------------------------- outputs (atomic)

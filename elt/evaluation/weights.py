@@ -55,8 +55,9 @@ class FidWeights:
         return self.fc_weight is not None
 
 
-def sha1_of(path: str | Path) -> str:
-    h = hashlib.sha1()
+def file_hash(path: str | Path, algorithm: str = "sha1") -> str:
+    """Hex digest of a file, read in 1 MiB chunks (the weights are 87-100 MB)."""
+    h = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
@@ -64,7 +65,7 @@ def sha1_of(path: str | Path) -> str:
 
 
 def verify_sha1(path: str | Path, expected: str = FID_WEIGHTS_SHA1) -> None:
-    actual = sha1_of(path)
+    actual = file_hash(path)
     if actual.lower() != expected.lower():
         raise WeightsHashError(
             f"{path}: SHA1 {actual} does not match the expected {expected.lower()} "
@@ -168,14 +169,6 @@ def _from_pytorch_fid_state_dict(state: dict, source: str) -> FidWeights:
     return FidWeights(convs=convs, fc_weight=fc_w, fc_bias=fc_b, source=source)
 
 
-def sha256_of(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def load_fid_weights(path: str | Path, check_hash: bool = True) -> FidWeights:
     """Read the FID Inception weights as numpy arrays (no torch needed).
 
@@ -198,11 +191,11 @@ def load_fid_weights(path: str | Path, check_hash: bool = True) -> FidWeights:
     if check_hash and is_torchscript:
         verify_sha1(path, FID_WEIGHTS_SHA1)
     elif check_hash:
-        digest = sha256_of(path)
+        digest = file_hash(path, "sha256")
         if not digest.startswith(PYTORCH_FID_SHA256_PREFIX):
             raise WeightsHashError(
                 f"{path}: SHA256 {digest} does not start with {PYTORCH_FID_SHA256_PREFIX} (pytorch-fid's "
-                f"pt_inception-2015-12-05 weights) and SHA1 {sha1_of(path)} is not {FID_WEIGHTS_SHA1} "
+                f"pt_inception-2015-12-05 weights) and SHA1 {file_hash(path)} is not {FID_WEIGHTS_SHA1} "
                 "(the TorchScript default_1.pt)"
             )
     obj = load_torch_zip(path)
