@@ -126,13 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from elt.errors import run_main
+
     args = build_parser().parse_args(argv)
     if getattr(args, "batch_size", 1) < 1:
         raise SystemExit(f"--batch-size must be >= 1, got {args.batch_size}")
-    try:
-        return args.func(args)
-    except (ValueError, FileNotFoundError) as e:  # bad input: one clear line, no traceback
-        raise SystemExit(f"elt {args.command}: {e}") from None
+    # bad input: one clear line naming the file, no traceback (ELT_DEBUG=1 shows it)
+    return run_main(lambda: args.func(args), prog=f"elt {args.command}")
 
 
 if __name__ == "__main__":

@@ -375,6 +375,8 @@ def check_dataset(data: DataConfig) -> None:
         if not Path(name).is_dir() and not name.startswith("gs://"):
             raise ConfigError("data.dataset", f"{name!r} looks like an image-folder path but is not a folder")
         return
+    if name == "digits":
+        return  # the bundled builder: no need to import tensorflow (seconds) to know it
     import tensorflow_datasets as tfds  # slow import: only when a name must be checked
 
     import elt.data.digits  # noqa: F401  registers the bundled builder

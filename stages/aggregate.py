@@ -75,4 +75,6 @@ def _log_summary_run(report, out: Path) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from elt.errors import run_main
+
+    sys.exit(run_main(main))

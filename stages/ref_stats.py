@@ -48,4 +48,6 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from elt.errors import run_main
+
+    sys.exit(run_main(main))

@@ -38,4 +38,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from elt.errors import run_main
+
+    sys.exit(run_main(main))

@@ -210,4 +210,6 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from elt.errors import run_main
+
+    sys.exit(run_main(main))

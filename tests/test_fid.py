@@ -4,19 +4,27 @@ import time
 
 import numpy as np
 import pytest
-import scipy.linalg
 from PIL import Image
 
 from elt.evaluation import fid
 from elt.evaluation.throughput import measure_samples_per_second
 
 
-def independent_fid(mu1, s1, mu2, s2):
-    """Tr sqrt(S1 S2) = sum sqrt(eig(sqrt(S1) S2 sqrt(S1))): a symmetric route, no sqrtm of S1 S2."""
-    root1 = scipy.linalg.sqrtm(s1).real
-    eig = np.linalg.eigvalsh(root1 @ s2 @ root1)
-    tr_covmean = np.sqrt(np.clip(eig, 0, None)).sum()
-    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * tr_covmean)
+def exact_fid(a, b):
+    """FID of two feature sets with no matrix square root at all, so it is exact to round-off.
+
+    With centred data A [n1, D] and B [n2, D], S1 = A^T A / (n1-1) and S2 = B^T B / (n2-1). The
+    non-zero eigenvalues of S1 S2 are those of (A B^T)(A B^T)^T / ((n1-1)(n2-1)), so
+    Tr sqrt(S1 S2) = ||A B^T||_* / sqrt((n1-1)(n2-1)): the singular values of a small n1 x n2 matrix,
+    which are perfectly conditioned whatever the rank of S1 and S2.
+    """
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    ac, bc = a - a.mean(0), b - b.mean(0)
+    n1, n2 = len(a), len(b)
+    tr_covmean = np.linalg.svd(ac @ bc.T, compute_uv=False).sum() / np.sqrt((n1 - 1) * (n2 - 1))
+    diff = a.mean(0) - b.mean(0)
+    tr1, tr2 = (ac**2).sum() / (n1 - 1), (bc**2).sum() / (n2 - 1)
+    return float(diff @ diff + tr1 + tr2 - 2 * tr_covmean)
 
 
 def test_one_dimensional_closed_form():
@@ -32,7 +40,7 @@ def test_diagonal_closed_form():
     assert want == 10.0
 
 
-def test_matches_independent_eigenvalue_route():
+def test_matches_exact_value_full_rank():
     rng = np.random.default_rng(0)
     a = rng.normal(size=(500, 16)) @ rng.normal(size=(16, 16))
     b = rng.normal(0.3, 1.5, size=(400, 16)) @ rng.normal(size=(16, 16))
@@ -40,23 +48,37 @@ def test_matches_independent_eigenvalue_route():
     mu2, s2, n2 = fid.stats_from_features(b)
     assert (n1, n2) == (500, 400)
     np.testing.assert_allclose(s1, np.cov(a.T), rtol=1e-12)  # unbiased covariance, as the references
-    assert fid.frechet_distance(mu1, s1, mu2, s2) == pytest.approx(independent_fid(mu1, s1, mu2, s2), rel=1e-8)
+    # Full rank and well conditioned: both routes are backward stable, so agree to ~cond * eps.
+    for method in fid.FID_METHODS:
+        assert fid.frechet_distance(mu1, s1, mu2, s2, method=method) == pytest.approx(exact_fid(a, b), rel=1e-9)
 
 
 def test_same_set_is_zero_and_singular_covariances_are_handled():
+    """N < D (10 samples in 64-d): S1 and S2 have rank 9, as in small test sets.
+
+    The matrix square root is infinitely ill-conditioned at a singular matrix: scipy's sqrtm of
+    S1 S2 (or of S1) turns round-off in the 55 zero eigenvalues into errors of order sqrt(eps)
+    each, whose size depends on the BLAS and the CPU (a reference built on sqrtm(S1) differed
+    by 1.7e-4 relative on one machine). The right value is the exact one (`exact_fid`); the eigh
+    route works on the rank-9 range of S1 and matches it to round-off; pytorch-fid's sqrtm route is
+    held only to a bound derived from sqrt(eps), not to a tolerance tuned on one machine.
+    """
     rng = np.random.default_rng(1)
-    feats = rng.normal(size=(10, 64))  # N < D: rank-deficient covariance, as in small test sets
-    mu, s, _ = fid.stats_from_features(feats)
-    # sqrtm of a singular product is accurate to ~1e-8 of the trace (64 here), not exactly 0.
-    assert abs(fid.frechet_distance(mu, s, mu, s)) < 1e-6 * np.trace(s)
+    feats = rng.normal(size=(10, 64))
     other = rng.normal(size=(10, 64)) + 0.5
+    mu, s, _ = fid.stats_from_features(feats)
     mu2, s2, _ = fid.stats_from_features(other)
-    value = fid.frechet_distance(mu, s, mu2, s2)
-    assert np.isfinite(value)
-    assert value == pytest.approx(independent_fid(mu, s, mu2, s2), rel=1e-4)
-    # The eigh route works on the rank-9 subspace of S1: same value, and exactly ~0 for X vs X.
-    assert fid.frechet_distance(mu, s, mu2, s2, method="eigh") == pytest.approx(value, rel=1e-4)
+    d, eps = s.shape[0], np.finfo(np.float64).eps
+    exact = exact_fid(feats, other)
+    assert exact == pytest.approx(116.0801845059, rel=1e-10)  # the same formula on this seed
+    assert fid.frechet_distance(mu, s, mu2, s2, method="eigh") == pytest.approx(exact, rel=1e-10)
     assert abs(fid.frechet_distance(mu, s, mu, s, method="eigh")) < 1e-9 * np.trace(s)
+    # sqrtm: each of the D eigenvalues of the product may carry a round-off error up to
+    # ~D*eps*||S||^2, whose square root enters the trace: |error| <= 2 * D * sqrt(D*eps) * ||S||.
+    bound = 2 * d * np.sqrt(d * eps) * max(np.linalg.norm(s, 2), np.linalg.norm(s2, 2))
+    value = fid.frechet_distance(mu, s, mu2, s2, method="sqrtm")
+    assert np.isfinite(value) and abs(value - exact) < bound
+    assert abs(fid.frechet_distance(mu, s, mu, s, method="sqrtm")) < bound
     zero = np.zeros((64, 64))
     assert fid.frechet_distance(mu, zero, mu, s, method="eigh") == pytest.approx(np.trace(s))
 

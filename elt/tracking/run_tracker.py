@@ -393,6 +393,12 @@ def _close_at_exit(tracker: RunTracker) -> None:
     _open_trackers.append(tracker)
 
 
+def mark_failed() -> None:
+    """The process is ending on an error it reported itself (elt.errors.run_main): open runs end FAILED."""
+    global _failed
+    _failed = True
+
+
 def _end_open_trackers() -> None:
     for tracker in _open_trackers:
         tracker.end("FAILED" if _failed else "FINISHED")
