@@ -9,6 +9,7 @@ data/ref_stats/info.json (what the statistics are of).
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 
 import argparse
@@ -34,16 +35,22 @@ def main(argv=None) -> None:
 
     from elt.data.datasets import load_image_dataset
     from elt.evaluation.reference import compute_reference_stats
+    from elt.integrity import write_manifest
 
     data = params.data
     dataset = load_image_dataset(data.dataset, params.eval.ref_split, data.data_dir, data.image_size)
     out = Path(args.out)
+    tmp = out.with_name(out.name + ".tmp")  # published whole, with its manifest, or not at all
+    shutil.rmtree(tmp, ignore_errors=True)
     mu, sigma, n = compute_reference_stats(
-        dataset, weights, out / "stats.npz", batch_size=params.eval.batch_size,
+        dataset, weights, tmp / "stats.npz", batch_size=params.eval.batch_size,
         max_images=params.eval.ref_num_images,
     )
     info = {"dataset": data.dataset, "split": params.eval.ref_split, "image_size": data.image_size, "n": n}
-    (out / "info.json").write_text(json.dumps(info, indent=1))
+    (tmp / "info.json").write_text(json.dumps(info, indent=1))
+    write_manifest(tmp)
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
     print(f"ref_stats: {n} images of {data.dataset} (split {params.eval.ref_split}) at {data.image_size}px -> {out}")
 
 

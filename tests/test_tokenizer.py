@@ -9,6 +9,7 @@ import pytest
 from sklearn.datasets import load_digits
 
 from elt.data import digits
+from elt.integrity import IntegrityError
 from elt.tokenizers import load_tokenizer, tokenizer_kinds, vq
 from elt.tokenizers.train import evaluate, fit
 
@@ -81,8 +82,15 @@ def test_training_improves_round_trip_and_save_load(images, tmp_path):
     meta = json.loads((tmp_path / "tok" / "tokenizer.json").read_text())
     meta["identity"] = "vq-" + "0" * 64
     (tmp_path / "tok" / "tokenizer.json").write_text(json.dumps(meta))
+    # The manifest written by save() names the edited file before anything is restored ...
+    with pytest.raises(IntegrityError, match=r"tok/tokenizer.json: \d+ bytes, MANIFEST.json says"):
+        load_tokenizer(str(tmp_path / "tok"))
+    # ... and a checkpoint without one (from elsewhere) is still checked by its identity.
+    (tmp_path / "tok" / "MANIFEST.json").unlink()
     with pytest.raises(ValueError, match="do not match the identity"):
         load_tokenizer(str(tmp_path / "tok"))
+    with pytest.raises(IntegrityError, match="no MANIFEST.json"):
+        load_tokenizer(str(tmp_path / "tok"), require_manifest=True)
     with pytest.raises(ValueError, match="uint8"):
         loaded.encode(images[:2].astype(np.float32))
     with pytest.raises(ValueError, match=r"\[0, 16\)"):

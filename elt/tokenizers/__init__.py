@@ -13,6 +13,8 @@ from typing import Callable, Protocol
 
 import numpy as np
 
+from elt.integrity import verify_manifest
+
 
 class Tokenizer(Protocol):
     codebook_size: int
@@ -39,8 +41,9 @@ def tokenizer_kinds() -> list[str]:
     return sorted(_LOADERS)
 
 
-def load_tokenizer(path: str) -> Tokenizer:
-    """Load the tokenizer saved in directory `path` (local or gs://)."""
+def load_tokenizer(path: str, require_manifest: bool = False) -> Tokenizer:
+    """Load the tokenizer saved in directory `path` (local or gs://), after checking its files
+    against MANIFEST.json (required for the pipeline's own data/tokenizer)."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel  (gfile: local and gs://)
 
     meta_path = f"{path.rstrip('/')}/tokenizer.json"
@@ -56,6 +59,10 @@ def load_tokenizer(path: str) -> Tokenizer:
         raise ValueError(
             f"{meta_path}: unknown tokenizer kind {kind!r} (known: {tokenizer_kinds()})"
         )
+    # Files first (names the bad one), then the kind's own identity check of the restored weights.
+    # A checkpoint from elsewhere may have no manifest: its identity check still applies.
+    verify_manifest(path, "tokenizer", "retrain it (`dvc repro -f train_tokenizer`) or fix tokenizer.checkpoint",
+                    required=require_manifest)
     return _LOADERS[kind](path, meta)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from elt.integrity import has_manifest, write_manifest
 from elt.tokenizers import load_tokenizer
 
 
@@ -51,6 +52,8 @@ def use_pretrained(
     if tf.io.gfile.exists(out_dir):
         tf.io.gfile.rmtree(out_dir)
     copy_tree(checkpoint, out_dir)
+    if not has_manifest(out_dir):  # a checkpoint from elsewhere: checked by identity on load above
+        write_manifest(out_dir)
     with tf.io.gfile.GFile(f"{out_dir.rstrip('/')}/metrics.json", "w") as f:
         json.dump(metrics, f, indent=2, sort_keys=True)
     return metrics

@@ -25,6 +25,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from elt.integrity import write_manifest
+
 
 @dataclasses.dataclass(frozen=True)
 class VQConfig:
@@ -312,6 +314,7 @@ class VQTokenizer:
                 indent=2,
                 sort_keys=True,
             )
+        write_manifest(path)  # last: a folder with a manifest is a complete tokenizer
 
     @classmethod
     def load(cls, path: str, meta: dict) -> "VQTokenizer":
