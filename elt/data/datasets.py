@@ -71,13 +71,19 @@ class ImageDataset:
 class TfdsImageDataset(ImageDataset):
     """Any tfds data set with `image` and `label` (ClassLabel) features, read without downloading."""
 
-    def __init__(self, name: str, split: str, data_dir: str | None, image_size: int):
+    def __init__(
+        self, name: str, split: str, data_dir: str | None, image_size: int, builder=None
+    ):
+        """`builder`: an already made tfds builder to read (an image folder's prepared data,
+        `elt.data.folder_builder`) instead of looking `name` up."""
         import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
         from elt.data import digits  # pylint: disable=import-outside-toplevel  (registers `digits`)
 
         self.name, self.split, self.data_dir, self.image_size = name, split, data_dir, image_size
         base = name.split("/")[0].split(":")[0]
-        if base == "digits":
+        if builder is not None:
+            self._builder = builder
+        elif base == "digits":
             # The bundled data set: build it on demand at the requested size (offline, ~3 s).
             if name != "digits":
                 raise ValueError(
@@ -220,7 +226,10 @@ class FolderImageDataset(ImageDataset):
         self.files = files
         self.num_classes = len(classes)
         self.num_examples = len(files)
+        # Digest of the sorted listing (class/file names and labels, not the root): the prepared
+        # tfds data of the folder is keyed by it (elt.data.folder_builder).
         digest = hashlib.sha256("\n".join(f"{p}\t{l}" for p, l in files).encode()).hexdigest()[:16]
+        self.digest = digest
         self.identity = f"folder:{self.root}:{self.num_examples}:{digest}:{image_size}"
 
     def read(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
@@ -258,7 +267,11 @@ def is_folder_path(name_or_path: str) -> bool:
 def load_image_dataset(
     name_or_path: str, split: str = "train", data_dir: str | None = None, image_size: int = 32
 ) -> ImageDataset:
-    """A tfds name (`digits`, `cifar10`, `imagenet2012`, ...) or an image folder path."""
+    """A tfds name (`digits`, `cifar10`, `imagenet2012`, ...) or an image folder path.
+
+    An image folder with a `data_dir` (as every stage passes `data.data_dir`) reads the tfds data
+    that `prepare_data` built from it there (FileNotFoundError if it has not); with
+    `data_dir=None` the folder's files are read directly (`FolderImageDataset`)."""
     if not isinstance(image_size, int) or image_size <= 0:
         raise ValueError(f"image_size must be a positive int, got {image_size!r}")
     if not name_or_path:
@@ -266,5 +279,10 @@ def load_image_dataset(
     if is_folder_path(name_or_path):
         if not tf.io.gfile.isdir(name_or_path):
             raise FileNotFoundError(f"image folder {name_or_path!r} does not exist")
-        return FolderImageDataset(name_or_path, image_size)
+        if data_dir is None:
+            return FolderImageDataset(name_or_path, image_size)
+        from elt.data import folder_builder  # pylint: disable=import-outside-toplevel
+
+        builder = folder_builder.prepared_builder(name_or_path, image_size, data_dir)
+        return TfdsImageDataset(name_or_path, split, data_dir, image_size, builder=builder)
     return TfdsImageDataset(name_or_path, split, data_dir, image_size)

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
-from elt.data.datasets import load_image_dataset
+from elt.data.datasets import is_folder_path, load_image_dataset
 
 
 def prepare(dataset: str, data_dir: str, image_size: int, split: str = "train") -> dict:
-    """Build the bundled digits into `data_dir` (offline), or check that another tfds data set /
-    image folder is readable there. Returns {dataset, split, num_examples, num_classes, identity}."""
+    """Build the bundled digits or an image folder (`elt.data.folder_builder`: a tfds data set of
+    the folder at `image_size`, rebuilt on every call) into `data_dir` (offline), or check that
+    another tfds data set is readable there. Returns {dataset, split, num_examples, num_classes,
+    identity}."""
+    if is_folder_path(dataset):
+        if not data_dir:
+            raise ValueError(
+                f"data.data_dir is empty: the image folder {dataset!r} is prepared into it"
+            )
+        from elt.data.folder_builder import prepare_folder
+
+        prepare_folder(dataset, image_size, data_dir)
     data = load_image_dataset(dataset, split, data_dir, image_size)
     data.read(0, min(1, data.num_examples))  # fail now, not in the Beam job, if data is unreadable
     return {
