@@ -7,6 +7,9 @@ and runs/RUN/curve.csv (DVC plot). Resumes automatically: checkpoints go to a wo
 (.elt_work/train/RUN/<config hash>/) that DVC does not wipe, and a rerun with the same
 configuration continues from the last one. Data order and per-step randomness are functions of
 the step number, so a resumed run ends with the same parameters as an uninterrupted one.
+A diverged run (a NaN/inf loss at a logged step, parameters at a checkpoint save, or a final
+per-exit loss) stops with NonFiniteError naming the step and the loss terms: that state is not
+saved, runs/RUN/train is not written, and the last good checkpoint stays in the work folder.
 """
 
 from __future__ import annotations
@@ -54,7 +57,9 @@ def main(argv=None) -> None:
     from tqdm import tqdm
 
     from elt.data.loader import TokenData
+    from elt.errors import NonFiniteError
     from elt.models import build_model
+    from elt.training.finite import all_finite, describe, nonfinite
     from elt.training.step import TrainConfig, create_train_state, eval_loss, make_train_step
     from elt.tracking import RunTracker
     from elt.training.batches import StepBatches
@@ -135,11 +140,30 @@ def main(argv=None) -> None:
     # ---------------------------------------------------------------- loop
     t0, last_t, last_step = time.time(), time.time(), start
     bar = tqdm(range(start, tc.total_steps), initial=start, total=tc.total_steps, desc=f"train@{args.run}", unit="step")
+
+    def diverged(what: str) -> NonFiniteError:
+        # A non-finite loss or parameter: this state is not saved and nothing is published to
+        # `out`; the checkpoints saved so far (each checked before saving) stay in the work folder.
+        bar.close()
+        mngr.wait_until_finished()
+        good = mngr.latest_step()
+        kept = (
+            f"the last checkpoint with finite parameters (step {good}) is kept in {work / 'ckpt'}"
+            if good is not None
+            else "no checkpoint was saved before it"
+        )
+        return NonFiniteError(
+            f"train@{args.run}: {what}; {kept}; nothing was written to {out}. The run diverged: lower "
+            f"train.lr (now {hyper.lr:g}) or lengthen train.warmup_steps (now {hyper.warmup_steps})"
+        )
+
     for step in bar:
         state, metrics = train_step(state, global_batch(step), jax.random.fold_in(step_rng_base, step))
         done = step + 1
         if done % hyper.log_every == 0 or done == tc.total_steps:
             m = {k: float(v) for k, v in jax.device_get(metrics).items()}
+            if nonfinite(m):  # checked on the values fetched for the log: no extra device sync
+                raise diverged(f"non-finite loss at step {done} ({describe(m)})")
             now = time.time()
             m["steps_per_second"] = (done - last_step) / max(now - last_t, 1e-9)
             last_t, last_step = now, done
@@ -147,6 +171,10 @@ def main(argv=None) -> None:
             bar.set_postfix(loss=f"{m['loss']:.3f}", lam=f"{m.get('lam', 0):.2f}")
             tracker.log_metrics({k: v for k, v in m.items()}, step=done)
         if mngr.should_save(done) or done == tc.total_steps:
+            if not bool(all_finite(state.params)):  # one jitted reduction, only at saves
+                last = {k: v for k, v in (curve_rows[-1] if curve_rows else {}).items() if k != "steps_per_second"}
+                logged = f"; last logged (step {last.pop('step')}): {describe(last)}" if last else ""
+                raise diverged(f"non-finite parameters at step {done}, not saved{logged}")
             mngr.save(done, args=ocp.args.StandardSave(state))
             mngr.wait_until_finished()
             (work / "curve.json").write_text(json.dumps(curve_rows))
@@ -163,6 +191,9 @@ def main(argv=None) -> None:
         str(L): float(eval_loss(model, state.params, held, jax.random.PRNGKey(7), L))
         for L in range(1, point.L_max + 1)
     }
+    if nonfinite(exit_losses):
+        held_out = ", ".join(f"masked_loss_L{L}={v:.4g}" for L, v in exit_losses.items())
+        raise diverged(f"non-finite held-out loss of the step-{tc.total_steps} parameters ({held_out})")
 
     # ---------------------------------------------------------------- outputs (atomic)
     tmp = out.with_name(out.name + ".tmp")

@@ -2,11 +2,13 @@
 
 CPU-sized by default (digits 32x32 -> 8x8 tokens, 128 codes): ~1-2 minutes on 2 cores.
 The training set is held in memory (capped by `max_examples`, a prefix of the split).
+A NaN/inf loss (checked every step) or final parameter raises NonFiniteError before anything is saved.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 
 import jax
@@ -14,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from elt.errors import NonFiniteError
 from elt.tokenizers import vq
 
 RESTART_EVERY = 50  # steps between dead-code checks
@@ -38,16 +41,16 @@ def make_train_step(cfg: vq.VQConfig, tx):
         recon, ids, codebook_loss, commit_loss, z = model.apply({"params": params}, x)
         rec = jnp.mean((recon - x) ** 2)
         loss = rec + codebook_loss + cfg.commitment * commit_loss
-        return loss, (rec, ids, z)
+        return loss, (rec, ids, z, {"codebook": codebook_loss, "commit": commit_loss})
 
     @jax.jit
     def step(params, opt_state, batch_uint8):
         x = vq.to_float(batch_uint8)
-        (loss, (rec, ids, z)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, x)
+        (loss, (rec, ids, z, terms)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, x)
         updates, opt_state = tx.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
         counts = jnp.bincount(ids.ravel(), length=cfg.codebook_size)
-        return params, opt_state, {"loss": loss, "rec": rec}, counts, z
+        return params, opt_state, {"loss": loss, "rec": rec, **terms}, counts, z
 
     return step
 
@@ -85,7 +88,12 @@ def fit(
     for i in range(steps):
         batch = images[rng.integers(0, len(images), size=batch_size)]
         params, opt_state, m, counts, z = step(params, opt_state, batch)
-        usage += np.asarray(counts)
+        # The counts come to the host every step anyway: the loss terms ride along in the same
+        # fetch, so divergence is caught at the step it happens, at no measurable cost.
+        counts, m = jax.device_get((counts, m))
+        if not all(math.isfinite(float(v)) for v in m.values()):
+            raise _diverged(f"non-finite loss at step {i + 1} of {steps}", m, lr)
+        usage += counts
         if (i + 1) % RESTART_EVERY == 0:
             if i + 1 < RESTART_UNTIL * steps:
                 alive = usage >= DEAD_FRACTION * usage.sum() / cfg.codebook_size
@@ -105,11 +113,23 @@ def fit(
                 flush=True,
             )
     jax.block_until_ready(params)
+    if not all(np.isfinite(leaf).all() for leaf in jax.tree_util.tree_leaves(jax.device_get(params))):
+        raise _diverged(f"non-finite parameters after the last step ({steps})", m if steps else {}, lr)
     return vq.VQTokenizer(cfg, params), {
         "train_seconds": time.time() - t0,
         "codes_restarted": restarted,
         "history": history,
     }
+
+
+def _diverged(what: str, terms: dict, lr: float) -> NonFiniteError:
+    order = ("loss", "rec", "codebook", "commit")
+    keys = sorted(terms, key=lambda k: (order.index(k) if k in order else len(order), k))
+    shown = ", ".join(f"{k}={float(terms[k]):.4g}" for k in keys)
+    return NonFiniteError(
+        f"tokenizer training diverged: {what}" + (f" ({shown})" if shown else "")
+        + f"; the tokenizer is not saved. Lower tokenizer.lr (now {lr:g})"
+    )
 
 
 def train_tokenizer(
