@@ -369,17 +369,15 @@ def load_params(path: str | os.PathLike = "params.yaml") -> Params:
 
 def check_dataset(data: DataConfig) -> None:
     """Fail early on a dataset that no stage could read: an image-folder path that is not a folder,
-    or a name that tensorflow-datasets does not know."""
+    or a name that tensorflow-datasets does not know (`imagenet2012/2012` is a name with a config)."""
     name = data.dataset
-    if "/" in name.split(":")[0] or name.startswith(".") or Path(name).is_dir():
-        if not Path(name).is_dir() and not name.startswith("gs://"):
+    if "://" in name or name.startswith(("/", ".", "~")) or Path(name).is_dir():
+        if not Path(name).expanduser().is_dir() and "://" not in name:
             raise ConfigError("data.dataset", f"{name!r} looks like an image-folder path but is not a folder")
         return
     if name == "digits":
         return  # the bundled builder: no need to import tensorflow (seconds) to know it
     import tensorflow_datasets as tfds  # slow import: only when a name must be checked
-
-    import elt.data.digits  # noqa: F401  registers the bundled builder
 
     base = name.split("/")[0].split(":")[0]
     if base not in tfds.list_builders(with_community_datasets=False):
