@@ -2,6 +2,11 @@
 GFLOPs per L (by formula), parameter counts and sampling throughput -> runs/RUN/eval.json.
 
     python stages/evaluate.py --params params.yaml --run small-2x3-elt
+
+Resumes per L: each L's FID/IS result is kept in .elt_work/evaluate/RUN/<hash>/L{L}.json (hash of
+the reference statistics, the weights, the eval settings and the evaluation code; the file also
+records the sha256 of the L{L}.npz it was computed from). A rerun recomputes only the L whose
+result is missing or was computed from other samples, and builds no Inception network when none is.
 """
 
 from __future__ import annotations
@@ -23,40 +28,77 @@ def main(argv=None) -> None:
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--run", required=True)
     ap.add_argument("--ref", default="data/ref_stats/stats.npz")
+    ap.add_argument("--samples", default=None, help="default: runs/RUN/samples")
+    ap.add_argument("--out", default=None, help="default: runs/RUN/eval.json")
+    ap.add_argument("--work", default=".elt_work/evaluate", help="per-L results live here")
     args = ap.parse_args(argv)
 
     params = load_params(args.params)
     params.point(args.run)  # an unknown run name fails here, naming it
     run_dir = Path("runs") / args.run
-    samples = run_dir / "samples"
+    samples = Path(args.samples or run_dir / "samples")
     for need in (run_dir / "train" / "model.json", samples / "timing.json", Path(args.ref), Path(params.eval.weights)):
         if not need.exists():
             raise SystemExit(f"{need}: missing (run the stages before evaluate@{args.run})")
 
     import numpy as np
 
+    from elt.config import config_hash
     from elt.evaluation.fid import FIDEvaluator, load_stats
     from elt.evaluation.flops import maskgit_sample_gflops
     from elt.models import build_model
     from elt.tracking import RunTracker
+    from elt.workdir import atomic_write_text, remove_stale_tmp, sha256_file, sha256_tree
 
     meta = json.loads((run_dir / "train" / "model.json").read_text())
     timing = json.loads((samples / "timing.json").read_text())
     cfg = build_model(meta["family"], **meta["config"]).cfg
-    ref_mu, ref_sigma, _ = load_stats(args.ref)
-    evaluator = FIDEvaluator(params.eval.weights, batch_size=params.eval.batch_size)
+    loops = sorted(int(k) for k in timing)
+    # eigh: the same trace-sqrt as scipy's sqrtm (tested equal) in seconds instead of a minute
+    method = "eigh"
+    ident = {
+        "run": args.run,
+        "ref": sha256_file(args.ref),
+        "weights": sha256_file(params.eval.weights),
+        "eval": {"batch_size": params.eval.batch_size, "method": method},
+        "code": sha256_tree([ROOT / "stages" / "evaluate.py", ROOT / "elt" / "evaluation"], root=ROOT),
+    }
+    work = Path(args.work) / args.run / config_hash(ident)
+    work.mkdir(parents=True, exist_ok=True)
+    remove_stale_tmp(work)
+    atomic_write_text(work / "key.json", json.dumps(ident, indent=1))
+    npz_hash = {L: sha256_file(samples / f"L{L}.npz") for L in loops}
+    cached = {}
+    for L in loops:
+        try:
+            entry = json.loads((work / f"L{L}.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(entry, dict) and entry.get("samples_sha256") == npz_hash[L] and "result" in entry:
+            cached[L] = entry["result"]
+    if cached:
+        print(f"evaluate@{args.run}: resuming: L={','.join(map(str, cached))} already done ({work})", flush=True)
 
+    ref_mu, ref_sigma, evaluator = None, None, None
     per_loop = {}
-    for L in sorted(int(k) for k in timing):
-        images = np.load(samples / f"L{L}.npz")["images"]
-        # eigh: the same trace-sqrt as scipy's sqrtm (tested equal) in seconds instead of a minute
-        result = evaluator.evaluate(images, ref_mu, ref_sigma, method="eigh")
+    for L in loops:
+        if L in cached:
+            result = cached[L]
+        else:
+            if evaluator is None:  # built only when some L is not cached
+                ref_mu, ref_sigma, _ = load_stats(args.ref)
+                evaluator = FIDEvaluator(params.eval.weights, batch_size=params.eval.batch_size)
+            images = np.load(samples / f"L{L}.npz")["images"]
+            result = evaluator.evaluate(images, ref_mu, ref_sigma, method=method)
+            result = {"fid": float(result["fid"]), "is": result.get("is"), "num_samples": int(len(images))}
+            entry = {"L": L, "samples_sha256": npz_hash[L], "result": result}
+            atomic_write_text(work / f"L{L}.json", json.dumps(entry, indent=1))
         per_loop[str(L)] = {
-            "fid": float(result["fid"]),
-            "is": result.get("is"),
+            "fid": result["fid"],
+            "is": result["is"],
             "gflops": float(maskgit_sample_gflops(cfg, L, params.sample.steps, params.sample.cfg_scale)),
             "samples_per_second": timing[str(L)]["samples_per_second"],
-            "num_samples": int(len(images)),
+            "num_samples": result["num_samples"],
         }
         print(f"evaluate@{args.run}: L={L} FID={per_loop[str(L)]['fid']:.2f} GFLOPs={per_loop[str(L)]['gflops']:.4f}", flush=True)
 
@@ -74,7 +116,7 @@ def main(argv=None) -> None:
         "cfg_scale": params.sample.cfg_scale,
         "per_loop": per_loop,
     }
-    out = run_dir / "eval.json"
+    out = Path(args.out or run_dir / "eval.json")
     tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(report, indent=1))
     os.replace(tmp, out)

@@ -6,6 +6,11 @@ One compiled sampler serves every L (L is a runtime value). Class-balanced label
 each L writes runs/RUN/samples/L{L}/NNNNN.png (uint8), L{L}.npz (images, labels, tokens) and a
 sample grid grid_L{L}.png; timing.json records per-L wall time and samples/s (model only, after
 compilation, and with tokenizer decoding).
+
+Resumes per L: each finished L is kept in a work folder (.elt_work/sample/RUN/<hash>/L{L}/, sealed
+by a DONE.json written last) keyed by the checkpoint, the sample section (less `loops`), the seeds,
+the tokenizer and the sampling code, so a rerun after a kill (or with L added to sample.loops)
+samples only the missing L. runs/RUN/samples is assembled from it and renamed into place at the end.
 """
 
 from __future__ import annotations
@@ -37,11 +42,40 @@ def image_grid(images, ncol: int):
     return canvas
 
 
+def sample_key(params, run: str, train_dir: Path, tokenizer_identity: str) -> dict:
+    """Everything that determines the samples of one L (but not the list of L): the checkpoint,
+    the sample section (less `loops`), the seeds, the tokenizer, the code that samples, and JAX."""
+    import dataclasses
+
+    import jax
+
+    from elt.workdir import sha256_tree
+
+    meta = json.loads((train_dir / "model.json").read_text())
+    return {
+        "run": run,
+        "checkpoint": {
+            "config_hash": meta.get("config_hash"),
+            "files": sha256_tree([train_dir / "model.json", train_dir / "params"], root=train_dir),
+        },
+        "sample": {k: v for k, v in dataclasses.asdict(params.sample).items() if k != "loops"},
+        "seed": params.seed,
+        "tokenizer": tokenizer_identity,
+        "code": sha256_tree(  # the stage's code dependencies (dvc.yaml)
+            [ROOT / "stages" / "sample.py", *(ROOT / "elt" / d for d in ("sampling", "models", "tokenizers"))],
+            root=ROOT,
+        ),
+        "jax": [jax.__version__, jax.default_backend()],
+    }
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--run", required=True)
     ap.add_argument("--tokenizer", default="data/tokenizer")
+    ap.add_argument("--out", default=None, help="default: runs/RUN/samples")
+    ap.add_argument("--work", default=".elt_work/sample", help="finished loop counts live here until published")
     args = ap.parse_args(argv)
 
     params = load_params(args.params)
@@ -50,7 +84,7 @@ def main(argv=None) -> None:
     loops = params.loops_for(args.run)
     run_dir = Path("runs") / args.run
     train_dir = run_dir / "train"
-    out = run_dir / "samples"
+    out = Path(args.out or run_dir / "samples")
     model_json = train_dir / "model.json"
     if not model_json.exists():
         raise SystemExit(f"{model_json}: missing; run `dvc repro train@{args.run}` first")
@@ -62,41 +96,61 @@ def main(argv=None) -> None:
     from PIL import Image
     from tqdm import tqdm
 
+    from elt.config import config_hash
     from elt.models import build_model
     from elt.sampling.maskgit import SamplerConfig, make_sampler
     from elt.tokenizers import load_tokenizer
     from elt.tracking import RunTracker
+    from elt.workdir import atomic_write_text, publish_folder, remove_stale_tmp, seal, sealed_info, tmp_tag
 
-    meta = json.loads(model_json.read_text())
-    model = build_model(meta["family"], **meta["config"])
-    abstract = jax.eval_shape(model.init, jax.random.PRNGKey(0))
-    model_params = ocp.StandardCheckpointer().restore((train_dir / "params").resolve(), abstract)
     tokenizer = load_tokenizer(args.tokenizer)
-    sampler = make_sampler(
-        model,
-        SamplerConfig(
-            steps=sc_cfg.steps,
-            temperature_bias=sc_cfg.temperature_bias,
-            temperature_scale=sc_cfg.temperature_scale,
-            choice_temperature=sc_cfg.choice_temperature,
-            cfg_scale=sc_cfg.cfg_scale,
-        ),
-    )
-    num_classes = model.cfg.num_classes
-    labels_all = np.arange(sc_cfg.num_samples, dtype=np.int32) % num_classes  # class-balanced
-    bs = min(sc_cfg.batch_size, sc_cfg.num_samples)
+    # Resume per L: each finished L is a sealed folder work/L{L}/ (files + DONE.json, renamed into
+    # place), in a folder keyed by everything that determines the samples. Every L restarts from
+    # the same seed (keys depend on the batch index only), so an L sampled in an earlier, killed
+    # process is the very L an uninterrupted run would have produced.
+    ident = sample_key(params, args.run, train_dir, tokenizer.identity)
+    work = Path(args.work) / args.run / config_hash(ident)
+    work.mkdir(parents=True, exist_ok=True)
+    remove_stale_tmp(work)  # L folders of killed runs, half written
+    atomic_write_text(work / "key.json", json.dumps(ident, indent=1))
+    done = {L: sealed_info(work / f"L{L}") for L in loops}
+    done = {L: info for L, info in done.items() if info is not None}
+    todo = [L for L in loops if L not in done]
+    if done:
+        print(f"sample@{args.run}: resuming: L={','.join(map(str, done))} already done ({work})", flush=True)
+    for L in todo:
+        if (work / f"L{L}").exists():
+            print(f"sample@{args.run}: L={L} in {work} is incomplete or altered: sampling it again", flush=True)
 
-    # Compile once (L is dynamic, so this covers every L) before timing anything.
-    warm = sampler(model_params, jnp.asarray(labels_all[:bs]), jnp.int32(1), jax.random.PRNGKey(0))
-    jax.block_until_ready(warm)
-    tokenizer.decode(np.asarray(warm).reshape(len(warm), *model.cfg.grid))  # compile the decoder too
-
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    timing = {}
+    timing = {L: info["timing"] for L, info in done.items()}
     tracker = RunTracker.for_grid_point(args.run, stage="sample")
-    for L in tqdm(loops, desc=f"sample@{args.run}", unit="L"):
+    for L in done:
+        tracker.log_artifact(str(work / f"L{L}" / f"grid_L{L}.png"), artifact_path=f"samples/L{L}")
+    if todo:
+        meta = json.loads(model_json.read_text())
+        model = build_model(meta["family"], **meta["config"])
+        abstract = jax.eval_shape(model.init, jax.random.PRNGKey(0))
+        model_params = ocp.StandardCheckpointer().restore((train_dir / "params").resolve(), abstract)
+        sampler = make_sampler(
+            model,
+            SamplerConfig(
+                steps=sc_cfg.steps,
+                temperature_bias=sc_cfg.temperature_bias,
+                temperature_scale=sc_cfg.temperature_scale,
+                choice_temperature=sc_cfg.choice_temperature,
+                cfg_scale=sc_cfg.cfg_scale,
+            ),
+        )
+        num_classes = model.cfg.num_classes
+        labels_all = np.arange(sc_cfg.num_samples, dtype=np.int32) % num_classes  # class-balanced
+        bs = min(sc_cfg.batch_size, sc_cfg.num_samples)
+
+        # Compile once (L is dynamic, so this covers every L) before timing anything.
+        warm = sampler(model_params, jnp.asarray(labels_all[:bs]), jnp.int32(1), jax.random.PRNGKey(0))
+        jax.block_until_ready(warm)
+        tokenizer.decode(np.asarray(warm).reshape(len(warm), *model.cfg.grid))  # compile the decoder too
+
+    for L in tqdm(todo, desc=f"sample@{args.run}", unit="L"):
         rng = jax.random.PRNGKey(sc_cfg.seed + params.seed)
         tokens, model_seconds = [], 0.0
         for i in range(0, sc_cfg.num_samples, bs):
@@ -116,21 +170,34 @@ def main(argv=None) -> None:
         decode_seconds = time.perf_counter() - t
         if images.dtype != np.uint8:
             raise SystemExit(f"tokenizer at {args.tokenizer} decoded {images.dtype}, expected uint8 images")
-        ldir = tmp / f"L{L}"
-        ldir.mkdir()
+        ltmp = work / f"L{L}.{tmp_tag()}"
+        (ltmp / f"L{L}").mkdir(parents=True)
         for j, im in enumerate(images):
-            Image.fromarray(im.squeeze(-1) if im.shape[-1] == 1 else im).save(ldir / f"{j:05d}.png")
-        np.savez_compressed(tmp / f"L{L}.npz", images=images, labels=labels_all, tokens=tokens)
+            Image.fromarray(im.squeeze(-1) if im.shape[-1] == 1 else im).save(ltmp / f"L{L}" / f"{j:05d}.png")
+        np.savez_compressed(ltmp / f"L{L}.npz", images=images, labels=labels_all, tokens=tokens)
         order = np.argsort(labels_all[: min(len(images), 10 * num_classes)], kind="stable")
-        Image.fromarray(image_grid(images[order], ncol=num_classes).squeeze()).save(tmp / f"grid_L{L}.png")
-        timing[str(L)] = {
+        Image.fromarray(image_grid(images[order], ncol=num_classes).squeeze()).save(ltmp / f"grid_L{L}.png")
+        timing[L] = {
             "model_seconds": model_seconds,
             "samples_per_second": len(images) / model_seconds,
             "decode_seconds": decode_seconds,
             "samples_per_second_with_decode": len(images) / (model_seconds + decode_seconds),
             "num_samples": int(len(images)),
         }
-        tracker.log_artifact(str(tmp / f"grid_L{L}.png"), artifact_path=f"samples/L{L}")
+        seal(ltmp, {"L": L, "timing": timing[L]})  # DONE.json last, then one rename: L is durable
+        publish_folder(ltmp, work / f"L{L}")
+        tracker.log_artifact(str(work / f"L{L}" / f"grid_L{L}.png"), artifact_path=f"samples/L{L}")
+
+    # Assemble the DVC output from the work folder (a copy: DVC may move or lock what it caches).
+    timing = {str(L): timing[L] for L in loops}
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for L in loops:
+        src = work / f"L{L}"
+        shutil.copytree(src / f"L{L}", tmp / f"L{L}")
+        for name in (f"L{L}.npz", f"grid_L{L}.png"):
+            shutil.copyfile(src / name, tmp / name)
     (tmp / "timing.json").write_text(json.dumps(timing, indent=1))
     if out.exists():
         shutil.rmtree(out)

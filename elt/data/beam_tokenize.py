@@ -8,8 +8,9 @@
   loaded once per worker process in DoFn.setup and shared by its threads.
 * Deterministic: example i goes to shard floor(i * S / n) and shards are written sorted by index,
   so the same input and tokenizer give byte-identical shards whatever order Beam runs things in.
-* Atomic: shards go to `<out_dir>.tmp-<run id>/`, are moved into `out_dir` after the pipeline
-  finished, and manifest.json is written last (an interrupted run never looks complete).
+* Atomic: shards go to `<out_dir>.tmp-<host>-<pid>-<random>/`, are moved into `out_dir` after the
+  pipeline finished, and manifest.json is written last (an interrupted run never looks complete).
+  A run first removes the temp folders of `out_dir` left by killed runs (see _remove_stale_tmp).
 * Locally: DirectRunner, `direct_running_mode` multi_threading by default (JAX, tf.data and PIL
   release the GIL, so threads scale and nothing is re-imported or re-compiled per process; see
   benchmarks/RESULTS_data.md); `pipeline_options` flags pass through for Dataflow/Flink/Spark, and
@@ -20,12 +21,12 @@ from __future__ import annotations
 
 import json
 import threading
-import uuid
 from typing import Iterable, Sequence
 
 import apache_beam as beam
 import numpy as np
 
+from elt import workdir
 from elt.data import shards as shards_lib
 
 _CACHE: dict = {}
@@ -191,7 +192,8 @@ def run(
     num_shards = min(num_shards, total)  # no empty shards
 
     out_dir = out_dir.rstrip("/")
-    tmp_dir = f"{out_dir}.tmp-{uuid.uuid4().hex[:12]}"
+    _remove_stale_tmp(out_dir)
+    tmp_dir = f"{out_dir}.{workdir.tmp_tag()}"
     tf.io.gfile.makedirs(tmp_dir)
     # Workers running in this process (DirectRunner threads) reuse what the driver just loaded;
     # remote workers load their own in DoFn.setup.
@@ -255,6 +257,38 @@ def run(
         if tf.io.gfile.exists(tmp_dir):
             tf.io.gfile.rmtree(tmp_dir)
     return manifest
+
+
+def _remove_stale_tmp(out_dir: str) -> list[str]:
+    """Remove `<out_dir>.tmp-*` folders of runs that were killed before their cleanup ran.
+
+    Which ones: the temp folder's name records its writer (a hash of the host name and the pid of
+    the driver process, elt.workdir.tmp_tag), so a folder is removed only when it was written on
+    this host by a process that no longer runs, or when it has the owner-less name of versions
+    before this rule. A live concurrent run's folder, and any folder written from another host
+    (a shared or gs:// output: we cannot see its processes), is left alone. (A lock file was the
+    other option; it would not work for gs:// outputs and would leave a file next to the output.)
+    A dead run's pid reused by an unrelated process only delays the cleanup to a later run.
+    """
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    base = out_dir.rsplit("/", 1)[-1]
+    removed = []
+    for path in sorted(tf.io.gfile.glob(f"{out_dir}.tmp-*")):
+        path = path.rstrip("/")
+        name = path.rsplit("/", 1)[-1]
+        if name.startswith(f"{base}.") and workdir.tmp_owner_state(name[len(base) :]) == "stale":
+            if tf.io.gfile.isdir(path):
+                tf.io.gfile.rmtree(path)
+            else:
+                tf.io.gfile.remove(path)
+            removed.append(path)
+    if removed:
+        print(
+            f"tokenize: removed {len(removed)} temp folder(s) of killed runs: {', '.join(removed)}",
+            flush=True,
+        )
+    return removed
 
 
 def _publish(tmp_dir: str, out_dir: str, infos: list[dict], manifest: dict) -> None:
