@@ -3,6 +3,7 @@ atomic output."""
 
 import json
 
+import jax
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -15,6 +16,39 @@ from elt.tokenizers import vq
 from elt.tokenizers.train import fit
 
 SIZE = 16
+
+# A token is argmax_k <z, c_k> over unit vectors, z from the float32 encoder. Another compiled
+# program (each batch is padded to its own power of two: Beam's to 128 or 64, the reference's to
+# 256; another CPU's vector width; another XLA) gives latents that differ by up to ~2e-6 per
+# component (measured 1.8e-6 over batch sizes 1..256, AVX2 and SSE4.2 codegen), so a similarity
+# moves by <= sqrt(8) * 2e-6 ~ 6e-6 and an argmax can flip only where the two best codes are within
+# ~1.2e-5. Such near-ties are not rare: 27 of the 28752 digit latents lie within 1e-4 (the closest
+# 4e-6 apart), so exact token equality across batchings held on one machine by luck. TIE = 1e-4.
+TIE = 1e-4
+
+
+def top_two(tok, images):
+    """The two best code ids [N, h*w, 2] and whether they are a near-tie [N, h*w] (float64
+    similarities of the latents from yet another program: fine at TIE's 8x margin)."""
+    model = vq.VQVAE(tok.cfg)
+    latents = jax.jit(
+        lambda p, x: model.apply({"params": p}, vq.to_float(x), method=vq.VQVAE.encode_latents)
+    )
+    z = np.asarray(latents(tok.params, images), np.float64)
+    z = z.reshape(len(images), -1, tok.cfg.embed_dim)
+    sims = z @ np.asarray(vq.l2_normalize(tok.params["codebook"]), np.float64).T
+    top = np.argsort(-sims, axis=-1)[..., :2]
+    best = np.take_along_axis(sims, top, axis=-1)
+    return top, best[..., 0] - best[..., 1] < TIE
+
+
+def assert_same_tokens(got, want, top, tie):
+    """Equal tokens, except at near-ties, where each may be either of the two best codes."""
+    got, want = np.asarray(got).reshape(tie.shape), np.asarray(want).reshape(tie.shape)
+    assert tie.mean() < 2e-3, f"{tie.sum()} near-ties of {tie.size}: the check loses its teeth"
+    np.testing.assert_array_equal(got[~tie], want[~tie])
+    for tokens in (got, want):
+        assert (tokens[tie][:, None] == top[tie]).any(-1).all()
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +92,7 @@ def test_beam_equals_in_process_and_is_byte_identical(setup_dirs):
     ds = load_image_dataset("digits", "train", data_dir, SIZE)
     images, labels = ds.read(0, ds.num_examples)
     ref = tok.encode(images).reshape(len(images), -1)
+    top, tie = top_two(tok, images)
     manifest, recs = read_shards(out1)
     assert manifest == m1
     assert manifest["total"] == 1797 == sum(s["count"] for s in manifest["shards"])
@@ -67,9 +102,11 @@ def test_beam_equals_in_process_and_is_byte_identical(setup_dirs):
     assert manifest["dataset"] == ds.identity
     idx = np.array([r["index"] for r in recs])
     np.testing.assert_array_equal(idx, np.arange(1797))  # sorted within and across shards
-    np.testing.assert_array_equal(np.stack([r["tokens"] for r in recs]), ref)
+    tokens1 = np.stack([r["tokens"] for r in recs])
+    assert_same_tokens(tokens1, ref, top, tie)
     np.testing.assert_array_equal(np.array([r["labels"] for r in recs]), labels)
-    # Another run with other batching and parallelism writes the very same bytes.
+    # Another run with other batching and parallelism writes the same records, and the very same
+    # bytes for every shard whose tokens are the same (all, unless a near-tie flipped).
     out2 = root / "tokens2"
     m2 = beam_tokenize.run(
         "digits",
@@ -84,9 +121,23 @@ def test_beam_equals_in_process_and_is_byte_identical(setup_dirs):
         direct_num_workers=1,
         direct_running_mode="in_memory",
     )
-    assert m2 == m1
-    for s in m1["shards"]:
-        assert (out1 / s["file"]).read_bytes() == (out2 / s["file"]).read_bytes()
+    _, recs2 = read_shards(out2)
+    np.testing.assert_array_equal([r["index"] for r in recs2], idx)
+    np.testing.assert_array_equal([r["labels"] for r in recs2], labels)
+    tokens2 = np.stack([r["tokens"] for r in recs2])
+    assert_same_tokens(tokens2, tokens1, top, tie)
+
+    def without_sha(m):
+        return {**m, "shards": [{**s, "sha256": None} for s in m["shards"]]}
+
+    assert without_sha(m2) == without_sha(m1)
+    start = 0
+    for s1, s2 in zip(m1["shards"], m2["shards"]):
+        stop = start + s1["count"]
+        if np.array_equal(tokens1[start:stop], tokens2[start:stop]):
+            assert s2 == s1
+            assert (out1 / s1["file"]).read_bytes() == (out2 / s2["file"]).read_bytes()
+        start = stop
     assert sorted(p.name for p in root.iterdir() if ".tmp-" in p.name) == []
     # Rerunning into a directory with more (stale) shards leaves only the new ones.
     beam_tokenize.run(
@@ -130,9 +181,8 @@ def test_image_folder_and_mocked_tfds_through_beam(setup_dirs, tmp_path):
     images, labels = ds.read(0, 10)
     _, recs = read_shards(tmp_path / "out")
     assert m["num_classes"] == 2 and m["total"] == 10
-    np.testing.assert_array_equal(
-        np.stack([r["tokens"] for r in recs]), tok.encode(images).reshape(10, -1)
-    )
+    tokens = np.stack([r["tokens"] for r in recs])
+    assert_same_tokens(tokens, tok.encode(images), *top_two(tok, images))
     np.testing.assert_array_equal([r["labels"] for r in recs], [0] * 5 + [1] * 5)
     # A large tfds data set by name, its reader mocked. The mock patches tf.io.gfile globally
     # while reading (not thread-safe), so this run uses one in-process worker.
@@ -157,9 +207,8 @@ def test_image_folder_and_mocked_tfds_through_beam(setup_dirs, tmp_path):
         )
     _, recs = read_shards(tmp_path / "cifar")
     assert m["total"] == 9 and m["num_classes"] == 10 and m["dataset"].startswith("tfds:cifar10")
-    np.testing.assert_array_equal(
-        np.stack([r["tokens"] for r in recs]), tok.encode(images).reshape(9, -1)
-    )
+    tokens = np.stack([r["tokens"] for r in recs])
+    assert_same_tokens(tokens, tok.encode(images), *top_two(tok, images))
     np.testing.assert_array_equal([r["labels"] for r in recs], labels)
 
 

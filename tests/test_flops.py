@@ -1,4 +1,6 @@
-"""FLOPs formula: hand numbers and agreement with XLA's cost analysis of an unrolled forward."""
+"""FLOPs formula: hand numbers, the matmuls of a traced forward, and XLA's cost analysis."""
+
+import math
 
 import jax
 import jax.numpy as jnp
@@ -45,8 +47,27 @@ def test_formula_matches_xla_cost_analysis_of_unrolled_forward():
 
     tokens = jax.ShapeDtypeStruct((1, cfg.seq_len), jnp.int32)
     labels = jax.ShapeDtypeStruct((1,), jnp.int32)
+    formula = maskgit_forward_flops(cfg, L)
+    # Exact, and independent of XLA: 2 * K * |out| summed over every matmul of the traced forward.
+    assert _dot_flops(jax.make_jaxpr(unrolled)(params, tokens, labels).jaxpr) == formula
     cost = jax.jit(unrolled).lower(params, tokens, labels).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    # XLA also counts the elementwise ops the formula leaves out (LN, softmax, GELU): a few %.
-    assert cost["flops"] == pytest.approx(maskgit_forward_flops(cfg, L), rel=0.03)
-    assert cost["flops"] >= maskgit_forward_flops(cfg, L)
+    # XLA counts the matmuls as 2MNK plus the elementwise ops the formula leaves out (LN, softmax,
+    # GELU, residuals): ~2% here with jax 0.10, but their count follows XLA's decompositions, which
+    # change between versions. Per layer and token the matmuls are 2(4d^2 + 2 d mlp) + 4Td ~ 4e5
+    # flops against ~6d + mlp + heads*T ~ 1.4e3 elementwise values: < 10% even at 25 flops each.
+    assert formula <= cost["flops"] <= 1.10 * formula
+
+
+def _dot_flops(jaxpr) -> int:
+    total = 0
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "dot_general":
+            (contracting, _), _ = eqn.params["dimension_numbers"]
+            k = math.prod(eqn.invars[0].aval.shape[d] for d in contracting)
+            total += 2 * k * math.prod(eqn.outvars[0].aval.shape)
+        for value in eqn.params.values():  # nested jit / custom_jvp bodies
+            for sub in value if isinstance(value, (list, tuple)) else [value]:
+                if hasattr(sub, "eqns") or hasattr(getattr(sub, "jaxpr", None), "eqns"):
+                    total += _dot_flops(getattr(sub, "jaxpr", sub))
+    return total

@@ -68,6 +68,8 @@ def test_flax_features_match_torchscript(extractor):
     inputs = golden_float_inputs(int(golden["seed"]))
     feats = extractor.features_from_preprocessed(inputs)
     assert feats.shape == (4, 2048)
+    # Two independent float32 implementations (torch, XLA) differ by 8e-6 at features up to 5.4;
+    # another CPU or XLA version only reorders sums again, the same order of error: 12x headroom.
     np.testing.assert_allclose(feats, golden["float_features"], atol=1e-4, rtol=0)
 
 

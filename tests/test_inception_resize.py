@@ -14,6 +14,9 @@ def test_matches_tf1_resize_bilinear(shape):
     ours = np.asarray(resize_bilinear_tf1(images, (299, 299)))
     ref = tf.compat.v1.image.resize_bilinear(images.astype(np.float32), [299, 299], align_corners=False,
                                              half_pixel_centers=False).numpy()
+    # Same float32 taps as TF (computed in numpy), so only the lerp arithmetic can differ (FMA
+    # contraction, order): each side is within 5 roundings (half-ulp 2^-17 below 256, the integer
+    # differences are exact) of the exact lerp, so they differ by <= 10 * 7.6e-6 < 1e-4. Measured: 0.
     np.testing.assert_allclose(ours, ref, atol=1e-4, rtol=0)
 
 

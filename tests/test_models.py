@@ -128,7 +128,9 @@ def test_remat_and_unroll_same_values_and_grads(tiny, variant):
 
     v1, g1 = jax.jit(jax.value_and_grad(lambda p: loss(model, p)))(params)
     v2, g2 = jax.jit(jax.value_and_grad(lambda p: loss(remat, p)))(params)
-    np.testing.assert_allclose(v1, v2, rtol=1e-6)
+    # Different programs (remat barriers, a scan): logits may differ by ~1e-6 (as the exit test's);
+    # |dv| <= (2 max|a| + 1) * 1e-6 ~ 6e-6 for |a| <= 2.5, i.e. ~6e-6 of v ~ 0.95: rtol 1e-5.
+    np.testing.assert_allclose(v1, v2, rtol=1e-5)
     for x, y in zip(jax.tree_util.tree_leaves(g1), jax.tree_util.tree_leaves(g2)):
         np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6)
 
@@ -182,4 +184,4 @@ def test_bfloat16_compute_keeps_float32_params_and_logits(tiny):
     low = jax.jit(bf16.apply, static_argnums=3)(params, tokens, labels, 2)
     high = jax.jit(model.apply, static_argnums=3)(params, tokens, labels, 2)
     assert low.dtype == jnp.float32
-    np.testing.assert_allclose(low, high, atol=0.1)  # bf16 has ~3 significant digits
+    np.testing.assert_allclose(low, high, atol=0.1)  # bf16 has ~3 significant digits (measured max 0.037)

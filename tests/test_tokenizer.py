@@ -16,6 +16,17 @@ from elt.tokenizers.train import evaluate, fit
 CFG = vq.VQConfig(image_size=16, downsample=4, codebook_size=16, embed_dim=8, channels=16)
 
 
+def near_tie(tok, images, tie=1e-4):
+    """[N, h, w] bool: latents whose two best codes are within `tie` in cosine similarity."""
+    model = vq.VQVAE(tok.cfg)
+    latents = jax.jit(
+        lambda p, x: model.apply({"params": p}, vq.to_float(x), method=vq.VQVAE.encode_latents)
+    )
+    z = np.asarray(latents(tok.params, images), np.float64)
+    sims = np.sort(z @ np.asarray(vq.l2_normalize(tok.params["codebook"]), np.float64).T, axis=-1)
+    return sims[..., -1] - sims[..., -2] < tie
+
+
 @pytest.fixture(scope="module")
 def images():
     return digits.upscale(load_digits().images[:256], 16)
@@ -68,10 +79,13 @@ def test_training_improves_round_trip_and_save_load(images, tmp_path):
     tokens = after.encode(images[:10])
     assert tokens.shape == (10, 4, 4) and tokens.dtype == np.int32
     assert after.grid == (4, 4) and after.codebook_size == 16 and after.image_size == 16
-    # Batching/padding does not change results: 10 one at a time == 10 together.
-    np.testing.assert_array_equal(
-        np.concatenate([after.encode(images[i : i + 1]) for i in range(10)]), tokens
-    )
+    # Batching/padding does not change results: 10 one at a time == 10 together, except where two
+    # codes are a near-tie: batch 1 and batch 16 are different programs, whose latents may differ
+    # by ~1e-6 (see TIE in test_beam_tokenize.py). Here the closest of these 160 is 2e-4 apart.
+    one_by_one = np.concatenate([after.encode(images[i : i + 1]) for i in range(10)])
+    tie = near_tie(after, images[:10])
+    assert tie.sum() <= 2, tie.sum()
+    np.testing.assert_array_equal(one_by_one[~tie], tokens[~tie])
     after.save(str(tmp_path / "tok"))
     loaded = load_tokenizer(str(tmp_path / "tok"))
     assert loaded.identity == after.identity != before.identity
