@@ -40,6 +40,12 @@ def main(argv=None) -> None:
     for need in (run_dir / "train" / "model.json", samples / "timing.json", Path(args.ref), Path(params.eval.weights)):
         if not need.exists():
             raise SystemExit(f"{need}: missing (run the stages before evaluate@{args.run})")
+    from elt.integrity import verify_manifest
+
+    # Every input against its manifest before any compute (the weights are SHA1-checked on load).
+    verify_manifest(run_dir / "train", "checkpoint", f"rerun `dvc repro -f train@{args.run}`")
+    verify_manifest(samples, "samples", f"rerun `dvc repro -f sample@{args.run}`")
+    verify_manifest(Path(args.ref).parent, "reference statistics", "rerun `dvc repro -f ref_stats`")
 
     import numpy as np
 

@@ -97,13 +97,15 @@ def main(argv=None) -> None:
     from tqdm import tqdm
 
     from elt.config import config_hash
+    from elt.integrity import verify_manifest, write_manifest
     from elt.models import build_model
     from elt.sampling.maskgit import SamplerConfig, make_sampler
     from elt.tokenizers import load_tokenizer
     from elt.tracking import RunTracker
-    from elt.workdir import atomic_write_text, publish_folder, remove_stale_tmp, seal, sealed_info, tmp_tag
+    from elt.workdir import atomic_write_text, publish_folder, remove_stale_tmp, save_npz, seal, sealed_info, tmp_tag
 
-    tokenizer = load_tokenizer(args.tokenizer)
+    verify_manifest(train_dir, "checkpoint", f"rerun `dvc repro -f train@{args.run}`")
+    tokenizer = load_tokenizer(args.tokenizer, require_manifest=True)
     # Resume per L: each finished L is a sealed folder work/L{L}/ (files + DONE.json, renamed into
     # place), in a folder keyed by everything that determines the samples. Every L restarts from
     # the same seed (keys depend on the batch index only), so an L sampled in an earlier, killed
@@ -174,7 +176,7 @@ def main(argv=None) -> None:
         (ltmp / f"L{L}").mkdir(parents=True)
         for j, im in enumerate(images):
             Image.fromarray(im.squeeze(-1) if im.shape[-1] == 1 else im).save(ltmp / f"L{L}" / f"{j:05d}.png")
-        np.savez_compressed(ltmp / f"L{L}.npz", images=images, labels=labels_all, tokens=tokens)
+        save_npz(ltmp / f"L{L}.npz", images=images, labels=labels_all, tokens=tokens)  # fixed timestamps
         order = np.argsort(labels_all[: min(len(images), 10 * num_classes)], kind="stable")
         Image.fromarray(image_grid(images[order], ncol=num_classes).squeeze()).save(ltmp / f"grid_L{L}.png")
         timing[L] = {
@@ -199,6 +201,7 @@ def main(argv=None) -> None:
         for name in (f"L{L}.npz", f"grid_L{L}.png"):
             shutil.copyfile(src / name, tmp / name)
     (tmp / "timing.json").write_text(json.dumps(timing, indent=1))
+    write_manifest(tmp)  # last: evaluate checks every file against it
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)

@@ -58,6 +58,7 @@ def main(argv=None) -> None:
 
     from elt.data.loader import TokenData
     from elt.errors import NonFiniteError
+    from elt.integrity import write_manifest
     from elt.models import build_model
     from elt.training.finite import all_finite, describe, nonfinite
     from elt.training.step import TrainConfig, create_train_state, eval_loss, make_train_step
@@ -226,6 +227,7 @@ def main(argv=None) -> None:
         "params_block": model_json["params_block"],
     }
     (tmp / "metrics.json").write_text(json.dumps(metrics_json, indent=1))
+    write_manifest(tmp)  # last: sample and evaluate check every file against it
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)

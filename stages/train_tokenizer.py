@@ -37,6 +37,9 @@ def main() -> None:
             channels=tk.channels, steps=tk.steps, batch_size=tk.batch_size, lr=tk.lr,
             commitment=tk.commitment, seed=tk.seed,
         )
+    from elt.integrity import write_manifest
+
+    write_manifest(args.out)  # last, over metrics.json too: later stages check the folder against it
     Path(args.metrics).parent.mkdir(parents=True, exist_ok=True)
     Path(args.metrics).write_text(json.dumps(metrics, indent=2, sort_keys=True))
     print(json.dumps(metrics, indent=2))

@@ -56,3 +56,21 @@ def test_unlisted_files_are_ignored_and_a_missing_manifest_is_an_error_only_when
     (artifact / "MANIFEST.json").write_text("{not json")
     with pytest.raises(IntegrityError, match="unreadable"):
         verify_manifest(artifact, "checkpoint")
+
+
+def test_save_npz_is_byte_identical_across_writes_and_loads_back(tmp_path):
+    import time
+
+    import numpy as np
+
+    from elt.workdir import save_npz
+
+    images = np.arange(2 * 4 * 4 * 3, dtype=np.uint8).reshape(2, 4, 4, 3)
+    save_npz(tmp_path / "a.npz", images=images, labels=np.array([3, 1]))
+    time.sleep(2.1)  # zip timestamps have 2 s resolution: np.savez would differ by now
+    save_npz(tmp_path / "b.npz", images=images, labels=np.array([3, 1]))
+    assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
+    with np.load(tmp_path / "a.npz") as data:
+        assert data.files == ["images", "labels"]
+        np.testing.assert_array_equal(data["images"], images)
+        assert data["labels"].tolist() == [3, 1]

@@ -211,6 +211,64 @@ def test_every_grid_point_has_its_mlflow_run(repo, mlflow_uri):
     assert "aggregate" in by_key
 
 
+# Typical seconds of each stage on an idle 2-core machine; a kill lands at a random 15-70% of it
+# (early enough that a faster machine is still inside the stage most of the time).
+STAGE_SECONDS = {"prepare_data": 8, "train_tokenizer": 20, "tokenize": 25, "fetch_fid_weights": 4,
+                 "ref_stats": 25, "train": 20, "sample": 20, "evaluate": 25, "aggregate": 8}
+
+
+def _dag_stages() -> list[str]:
+    head = ["prepare_data", "train_tokenizer", "tokenize", "fetch_fid_weights", "ref_stats"]
+    return head + [f"{s}@{r}" for s in ("train", "sample", "evaluate") for r in RUNS] + ["aggregate"]
+
+
+def test_dag_survives_kill_9_in_every_stage(repo, tmp_path):
+    """Every stage of the tiny DAG is SIGKILLed (with its process group: DVC, the stage, Beam's
+    workers) at a random moment, then rerun; the outputs equal the uninterrupted run's."""
+    import random
+
+    seed = int(os.environ.get("ELT_KILL_SEED", "0"))
+    rng = random.Random(seed)
+    killed = make_repo(tmp_path / "killed")
+    env = env_for({"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"})  # tracking down: must not matter
+    interrupted = []
+    for stage in _dag_stages():
+        delay = rng.uniform(0.15, 0.7) * STAGE_SECONDS[stage.split("@")[0]]
+        proc = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "-s", stage], cwd=killed, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            proc.wait(timeout=delay)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            interrupted.append(f"{stage}@{delay:.1f}s")
+        dvc(killed, "repro", "-s", stage, env=env)  # the rerun completes
+    print(f"seed {seed}: killed mid-run: {', '.join(interrupted)}")
+    # Stages that ended before their kill were not tested: a vacuous run must not pass.
+    assert len(interrupted) >= len(_dag_stages()) // 3, f"too few stages were interrupted: {interrupted}"
+    assert _stale(killed) == set()
+    assert not list(killed.glob("data/*.tmp*")) and not list(killed.glob("runs/*/*.tmp"))
+
+    for rel in sorted(p.relative_to(repo / "data" / "tokens") for p in (repo / "data" / "tokens").rglob("*") if p.is_file()):
+        assert (repo / "data" / "tokens" / rel).read_bytes() == (killed / "data" / "tokens" / rel).read_bytes(), rel
+    for name in RUNS:
+        for x, y in zip(_final_params(repo / "runs" / name / "train"), _final_params(killed / "runs" / name / "train")):
+            np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+        want = json.loads((repo / "runs" / name / "eval.json").read_text())["per_loop"]
+        got = json.loads((killed / "runs" / name / "eval.json").read_text())["per_loop"]
+        assert sorted(want) == sorted(got)
+        for L in want:
+            assert got[L]["fid"] == pytest.approx(want[L]["fid"], rel=1e-9) and got[L]["gflops"] == want[L]["gflops"]
+            a = np.load(repo / "runs" / name / "samples" / f"L{L}.npz")
+            b = np.load(killed / "runs" / name / "samples" / f"L{L}.npz")
+            for key in a.files:
+                np.testing.assert_array_equal(a[key], b[key])
+    want_front = json.loads((repo / "results" / "pareto.json").read_text())
+    got_front = json.loads((killed / "results" / "pareto.json").read_text())
+    assert [(p.get("run"), p.get("L")) for p in want_front.get("front", [])] == \
+        [(p.get("run"), p.get("L")) for p in got_front.get("front", [])]
+
+
 def test_tokenized_data_shared_through_a_gcs_remote(repo, tmp_path):
     """Machine A pushes the real tokenize output (and run-cache) to gs:// (a local emulator);
     machine B clones, pulls only the tokens byte-identical, and `dvc repro` skips tokenization."""

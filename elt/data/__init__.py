@@ -1,5 +1,3 @@
 """Data: data sets (bundled digits, tfds names, image folders), token shards, Beam tokenization,
-training loader. Importing this package registers the `digits` tfds builder."""
-
-from elt.data import digits  # noqa: F401  (tfds registration side effect)
-from elt.data.datasets import ImageDataset, load_image_dataset  # noqa: F401
+training loader. Import the module you need: this package imports nothing, so reading token
+shards (the train stage) does not pull in tensorflow-datasets or the dataset builders."""

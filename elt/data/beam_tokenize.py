@@ -180,7 +180,7 @@ def run(
     )
     # Validate everything in the driver before any worker starts (and build digits once here).
     data = load_image_dataset(dataset, split, data_dir, image_size)
-    tok = load_tokenizer(tokenizer_path)
+    tok = load_tokenizer(tokenizer_path, require_manifest=True)  # files checked before any work
     if tok.image_size != image_size:
         raise ValueError(
             f"tokenizer {tokenizer_path!r} works on {tok.image_size}px images but "
