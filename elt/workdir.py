@@ -21,6 +21,8 @@ import uuid
 from pathlib import Path
 from typing import Iterable
 
+from elt.integrity import file_digest
+
 MARKER = "DONE.json"
 _TMP = re.compile(r"\.tmp-(?:(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-[0-9a-f]{8}|[0-9a-f]{12})$")
 
@@ -43,11 +45,7 @@ def save_npz(path: str | os.PathLike, **arrays) -> None:
 
 # --------------------------------------------------------------------------- hashes
 def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return file_digest(str(path))[0]  # one hashing routine for manifests and work folders
 
 
 def sha256_tree(paths: Iterable[str | os.PathLike], root: str | os.PathLike | None = None) -> str:

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from tqdm import tqdm
 
 from elt.errors import NonFiniteError
 from elt.tokenizers import vq
@@ -63,6 +64,7 @@ def fit(
     lr: float,
     seed: int = 0,
     log_every: int = 0,
+    progress: bool = False,
 ) -> tuple[vq.VQTokenizer, dict]:
     """Train from scratch on uint8 [n, S, S, 3]; returns the tokenizer and training figures."""
     cfg = cfg.validate()
@@ -85,13 +87,15 @@ def fit(
     restarted = 0
     t0 = time.time()
     history = []
-    for i in range(steps):
+    bar = tqdm(range(steps), desc="train_tokenizer", unit="step", disable=not progress)
+    for i in bar:
         batch = images[rng.integers(0, len(images), size=batch_size)]
         params, opt_state, m, counts, z = step(params, opt_state, batch)
         # The counts come to the host every step anyway: the loss terms ride along in the same
         # fetch, so divergence is caught at the step it happens, at no measurable cost.
         counts, m = jax.device_get((counts, m))
         if not all(math.isfinite(float(v)) for v in m.values()):
+            bar.close()  # the error line starts on a line of its own
             raise _diverged(f"non-finite loss at step {i + 1} of {steps}", m, lr)
         usage += counts
         if (i + 1) % RESTART_EVERY == 0:
@@ -107,11 +111,8 @@ def fit(
             usage[:] = 0
         if log_every and (i + 1) % log_every == 0:
             history.append({"step": i + 1, "loss": float(m["loss"]), "rec": float(m["rec"])})
-            print(
-                f"tokenizer step {i + 1}/{steps} loss {float(m['loss']):.4f} "
-                f"rec {float(m['rec']):.4f}",
-                flush=True,
-            )
+            bar.set_postfix(loss=f"{float(m['loss']):.4f}", rec=f"{float(m['rec']):.4f}")
+    bar.close()
     jax.block_until_ready(params)
     if not all(np.isfinite(leaf).all() for leaf in jax.tree_util.tree_leaves(jax.device_get(params))):
         raise _diverged(f"non-finite parameters after the last step ({steps})", m if steps else {}, lr)
@@ -165,7 +166,7 @@ def train_tokenizer(
     ).validate()
     data = load_image_dataset(dataset, split, data_dir, image_size)
     images, _ = data.read(0, min(data.num_examples, max_examples))
-    tok, info = fit(cfg, images, steps, batch_size, lr, seed, log_every)
+    tok, info = fit(cfg, images, steps, batch_size, lr, seed, log_every, progress=True)
     metrics = {
         **evaluate(tok, images),
         "steps": steps,
