@@ -115,3 +115,10 @@ def verify_manifest(folder: str | Path, what: str, remedy: str = "", required: b
             raise IntegrityError(f"{what} {path}: SHA-256 {digest[:16]}... differs from {MANIFEST}'s "
                                  f"{want['sha256'][:16]}... (modified or corrupt){tail}")
     return True
+
+
+def listed_files(folder: str | Path) -> dict:
+    """{relative path: {"sha256", "bytes"}} of ``folder``'s manifest. After verify_manifest this
+    is the folder's content hash, so callers that key caches on the files need not hash again."""
+    with _open(f"{str(folder).rstrip('/')}/{MANIFEST}") as f:
+        return json.loads(f.read())["files"]

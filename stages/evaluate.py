@@ -40,7 +40,7 @@ def main(argv=None) -> None:
     for need in (run_dir / "train" / "model.json", samples / "timing.json", Path(args.ref), Path(params.eval.weights)):
         if not need.exists():
             raise SystemExit(f"{need}: missing (run the stages before evaluate@{args.run})")
-    from elt.integrity import verify_manifest
+    from elt.integrity import listed_files, verify_manifest
 
     # Every input against its manifest before any compute (the weights are SHA1-checked on load).
     verify_manifest(run_dir / "train", "checkpoint", f"rerun `dvc repro -f train@{args.run}`")
@@ -64,7 +64,7 @@ def main(argv=None) -> None:
     method = "eigh"
     ident = {
         "run": args.run,
-        "ref": sha256_file(args.ref),
+        "ref": listed_files(Path(args.ref).parent)[Path(args.ref).name]["sha256"],  # verified above
         "weights": sha256_file(params.eval.weights),
         "eval": {"batch_size": params.eval.batch_size, "method": method},
         "code": sha256_tree([ROOT / "stages" / "evaluate.py", ROOT / "elt" / "evaluation"], root=ROOT),
@@ -73,7 +73,8 @@ def main(argv=None) -> None:
     work.mkdir(parents=True, exist_ok=True)
     remove_stale_tmp(work)
     atomic_write_text(work / "key.json", json.dumps(ident, indent=1))
-    npz_hash = {L: sha256_file(samples / f"L{L}.npz") for L in loops}
+    listed = listed_files(samples)  # hashed by verify_manifest already: no second read
+    npz_hash = {L: listed[f"L{L}.npz"]["sha256"] for L in loops}
     cached = {}
     for L in loops:
         try:

@@ -49,6 +49,7 @@ def sample_key(params, run: str, train_dir: Path, tokenizer_identity: str) -> di
 
     import jax
 
+    from elt.integrity import listed_files
     from elt.workdir import sha256_tree
 
     meta = json.loads((train_dir / "model.json").read_text())
@@ -56,7 +57,7 @@ def sample_key(params, run: str, train_dir: Path, tokenizer_identity: str) -> di
         "run": run,
         "checkpoint": {
             "config_hash": meta.get("config_hash"),
-            "files": sha256_tree([train_dir / "model.json", train_dir / "params"], root=train_dir),
+            "files": listed_files(train_dir),  # its verified manifest: sizes and SHA-256 of every file
         },
         "sample": {k: v for k, v in dataclasses.asdict(params.sample).items() if k != "loops"},
         "seed": params.seed,
