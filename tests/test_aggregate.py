@@ -37,6 +37,11 @@ RUNS = {
 }
 GRID = {name: {"scale": "tiny", "N": r["N"], "L_max": r["L_max"], "ilsd": r["ilsd"]}
         for name, r in RUNS.items()}
+# metrics.json keys of an FID grid, in order, as they were before other metrics existed.
+FID_METRIC_KEYS = [
+    "n_runs", "n_points", "n_front_points", "best_fid", "best_fid_run", "best_fid_L",
+    "best_fid_gflops", "fit_a", "fit_b", "fit_c", "n_ilsd_vanilla_pairs", "ilsd_vanilla_mean_gap",
+    "n_looped_unique_pairs", "looped_minus_unique_mean_fid"]
 
 
 def _eval_json(name, r):
@@ -68,20 +73,24 @@ def test_points_front_fit_and_comparisons(runs_dir):
         ("t-2x3-elt", 1), ("t-2x3-elt", 2), ("t-2x3-elt", 3), ("t-2x3-elt", 4),
         ("t-2x3-van", 1), ("t-2x3-van", 2), ("t-2x3-van", 3), ("t-2x3-van", 4),
         ("t-6x1-uni", 1), ("t-4x2-elt", 1), ("t-4x2-elt", 2), ("t-4x2-elt", 3)]
-    assert [(p.run, p.L, p.gflops, p.fid) for p in rep.front] == [
+    # eval.json files without "metric" are FID on images: one group.
+    assert [(g.metric, g.modality) for g in rep.groups] == [("fid", "image")]
+    fid = rep.group("fid")
+    assert {(p.metric, p.modality) for p in rep.points} == {("fid", "image")}
+    assert [(p.run, p.L, p.gflops, p.quality) for p in fid.front] == [
         ("t-2x3-elt", 1, 1.0, 30.0), ("t-2x3-elt", 2, 2.0, 20.0), ("t-6x1-uni", 1, 3.0, 14.0),
         ("t-4x2-elt", 2, 4.0, 12.0), ("t-4x2-elt", 3, 6.0, 11.5)]
-    assert rep.fit.ok
-    a, b, c = rep.fit.coeffs
+    assert fid.fit.ok
+    a, b, c = fid.fit.coeffs
     assert a >= 0 and b >= 0 and c >= 0
 
-    (pair,) = rep.pairs
+    (pair,) = fid.pairs
     assert (pair.ilsd_run, pair.vanilla_run) == ("t-2x3-elt", "t-2x3-van")
     assert [(g.L, g.gap) for g in pair.loops] == [(1, 30.0), (2, 20.0), (3, 1.0), (4, 9.0)]
     assert pair.mean_gap_below_L_max == pytest.approx(25.0)
 
-    assert [(c.looped_run, c.unique_run, c.depth, c.fid_looped, c.fid_unique, c.fid_diff,
-             c.params_ratio) for c in rep.vs_unique] == [
+    assert [(c.looped_run, c.unique_run, c.depth, c.quality_looped, c.quality_unique,
+             c.quality_diff, c.params_ratio) for c in fid.vs_unique] == [
         ("t-2x3-elt", "t-6x1-uni", 6, 15.0, 14.0, 1.0, 3.0),
         ("t-2x3-van", "t-6x1-uni", 6, 16.0, 14.0, 2.0, 3.0)]
 
@@ -90,7 +99,9 @@ def test_points_front_fit_and_comparisons(runs_dir):
     assert (m["best_fid"], m["best_fid_run"], m["best_fid_L"]) == (11.5, "t-4x2-elt", 3)
     assert m["ilsd_vanilla_mean_gap"] == pytest.approx(25.0)
     assert m["looped_minus_unique_mean_fid"] == pytest.approx(1.5)
-    assert (m["fit_a"], m["fit_b"], m["fit_c"]) == rep.fit.coeffs
+    assert (m["fit_a"], m["fit_b"], m["fit_c"]) == fid.fit.coeffs
+    # Exactly today's keys: FID runs keep their MLflow and `dvc metrics` names.
+    assert list(m) == FID_METRIC_KEYS
 
 
 def test_written_files(runs_dir, tmp_path):
@@ -179,7 +190,7 @@ def test_failed_write_keeps_previous_results(runs_dir, tmp_path, monkeypatch):
         raise RuntimeError("disk full")
 
     # Fault injection in the last file written: the old folder must survive untouched.
-    monkeypatch.setattr(report_mod.plots, "fid_vs_loops_figure", broken)
+    monkeypatch.setattr(report_mod.plots, "vs_loops_figure", broken)
     with pytest.raises(RuntimeError, match="disk full"):
         write_report(rep, out)
     assert (out / "table.md").read_text() == before and (out / "fid_vs_loops.png").is_file()
@@ -187,17 +198,17 @@ def test_failed_write_keeps_previous_results(runs_dir, tmp_path, monkeypatch):
 
 
 def test_stage_entry_point(runs_dir, tmp_path, monkeypatch):
-    """The DVC command on a real params.yaml: grid keys only, steps from sample.steps."""
+    """The DVC command on a real params.yaml: grid keys only, steps from eval.json."""
     import importlib.util
 
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     scale = next(iter(params["scales"]))  # a scale the real config defines
     params["grid"] = {name: {**g, "scale": scale} for name, g in GRID.items()}
-    params["sample"]["steps"] = 12
     for name in RUNS:  # the eval files must agree with the grid's scale
         path = runs_dir / name / "eval.json"
         data = json.loads(path.read_text())
         data["scale"] = scale
+        data["sampling_steps"] = 12
         path.write_text(json.dumps(data))
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
 
@@ -226,8 +237,9 @@ def test_twins_must_be_unambiguous_and_figures_exist_without_pairs(runs_dir, tmp
     # Only the unique run and one ILSD run: no ILSD-vanilla pair, no equal-depth baseline.
     small = {k: GRID[k] for k in ("t-6x1-uni", "t-4x2-elt")}
     rep = build_report(small, runs_dir)
-    assert rep.pairs == () and rep.vs_unique == ()
-    assert [(p.run, p.L) for p in rep.front] == [("t-4x2-elt", 1), ("t-6x1-uni", 1),
+    fid = rep.group("fid")
+    assert fid.pairs == () and fid.vs_unique == ()
+    assert [(p.run, p.L) for p in fid.front] == [("t-4x2-elt", 1), ("t-6x1-uni", 1),
                                                  ("t-4x2-elt", 2), ("t-4x2-elt", 3)]
     assert rep.metrics()["ilsd_vanilla_mean_gap"] is None
     out = write_report(rep, tmp_path / "res")
@@ -245,3 +257,223 @@ def test_steps_from_eval_json_override_the_default(runs_dir):
     rep = build_report(GRID, runs_dir, steps=8)
     assert {(p.run, p.steps) for p in rep.points if p.run in ("t-6x1-uni", "t-4x2-elt")} == {
         ("t-6x1-uni", 24), ("t-4x2-elt", 8)}
+
+
+# ------------------------------------------------------------------ several metrics in one grid
+# FVD video runs (family magvit) next to the FID image runs above. Hand computation:
+#
+#   run        kind     N L_max params | L: (GFLOPs, FVD)
+#   v-2x2-elt  elt      2 2     500    | 1:(0.5,250) 2:(1,160) 3:(1.5,170)
+#   v-2x2-van  vanilla  2 2     500    | 1:(0.5,400) 2:(1,175) 3:(1.5,190)
+#   v-4x1-uni  unique   4 1     1000   | 1:(1,150)
+#   v-4x2-elt  elt      4 2     1000   | 1:(1,155) 2:(2,100)
+#
+# FVD front (sweep by GFLOPs keeping records): (0.5,250) v-2x2-elt L1, (1,150) v-4x1-uni L1,
+# (2,100) v-4x2-elt L2. These lie on FVD = 100 * G^-1 + 50, so the 3-point fit is exact.
+# ILSD - vanilla gaps: L1 150, L2 15, L3 20; mean over L < 2 = 150.
+# Looped vs unique (depth 4): v-2x2-elt 160 vs 150 (+10), v-2x2-van 175 vs 150 (+25); mean 17.5;
+# params ratio 2. v-4x2-elt (depth 8) has no baseline.
+# One front over both metrics would be wrong: (0.5, 250) would be its cheapest point and the FID
+# points (1, 30) ... would dominate every FVD point above it.
+VIDEO_RUNS = {
+    "v-2x2-elt": dict(kind="elt", N=2, L_max=2, ilsd=True, params=500,
+                      loops={1: (0.5, 250), 2: (1, 160), 3: (1.5, 170)}),
+    "v-2x2-van": dict(kind="vanilla", N=2, L_max=2, ilsd=False, params=500,
+                      loops={1: (0.5, 400), 2: (1, 175), 3: (1.5, 190)}),
+    "v-4x1-uni": dict(kind="unique", N=4, L_max=1, ilsd=False, params=1000, loops={1: (1, 150)}),
+    "v-4x2-elt": dict(kind="elt", N=4, L_max=2, ilsd=True, params=1000,
+                      loops={1: (1, 155), 2: (2, 100)}),
+}
+VIDEO_GRID = {name: {"family": "magvit", "scale": "tiny", "N": r["N"], "L_max": r["L_max"],
+                     "ilsd": r["ilsd"]} for name, r in VIDEO_RUNS.items()}
+# Interleaved with the image runs: grouping must not depend on grid order.
+MIXED_GRID = dict(zip(list(GRID)[:2], list(GRID.values())[:2]))
+MIXED_GRID.update(VIDEO_GRID)
+MIXED_GRID.update({k: GRID[k] for k in list(GRID)[2:]})
+
+
+def _video_eval_json(name, r):
+    """The new contract: metric and modality named, the value under per_loop[L]["fvd"]."""
+    return {
+        "run": name, "family": "magvit", "scale": "tiny", "N": r["N"], "L_max": r["L_max"],
+        "ilsd": r["ilsd"], "kind": r["kind"], "params": r["params"], "params_total": None,
+        "metric": "fvd", "modality": "video", "sampling_steps": 12,
+        "per_loop": {str(L): {"fvd": f, "gflops": g, "samples_per_second": 10.0 / g,
+                              "num_samples": 8} for L, (g, f) in r["loops"].items()},
+    }
+
+
+@pytest.fixture()
+def mixed_dir(runs_dir):
+    """runs_dir plus the video runs; the image runs there now name their metric explicitly."""
+    for name, r in RUNS.items():
+        path = runs_dir / name / "eval.json"
+        data = json.loads(path.read_text())
+        data.update(metric="fid", modality="image")
+        path.write_text(json.dumps(data))
+    for name, r in VIDEO_RUNS.items():
+        (runs_dir / name).mkdir()
+        (runs_dir / name / "eval.json").write_text(json.dumps(_video_eval_json(name, r)))
+    return runs_dir
+
+
+def test_mixed_grid_gives_each_metric_its_own_front_fit_and_comparisons(mixed_dir):
+    rep = build_report(MIXED_GRID, mixed_dir)
+    assert [(g.metric, g.modality) for g in rep.groups] == [("fid", "image"), ("fvd", "video")]
+    assert len(rep.runs) == 8 and len(rep.points) == 12 + 9
+    fid, fvd = rep.group("fid"), rep.group("fvd")
+    assert {p.run for p in fid.points} == set(RUNS)
+    assert {p.run for p in fvd.points} == set(VIDEO_RUNS)
+
+    # FID: exactly the numbers of the FID-only grid.
+    alone = build_report(GRID, mixed_dir).group("fid")
+    assert fid.front == alone.front and fid.fit == alone.fit
+    assert fid.pairs == alone.pairs and fid.vs_unique == alone.vs_unique
+
+    assert [(p.run, p.L, p.gflops, p.quality) for p in fvd.front] == [
+        ("v-2x2-elt", 1, 0.5, 250.0), ("v-4x1-uni", 1, 1.0, 150.0), ("v-4x2-elt", 2, 2.0, 100.0)]
+    assert fvd.fit.ok
+    assert fvd.fit.coeffs == pytest.approx((100.0, 1.0, 50.0), rel=1e-4)
+
+    (pair,) = fvd.pairs
+    assert (pair.ilsd_run, pair.vanilla_run) == ("v-2x2-elt", "v-2x2-van")
+    assert [(g.L, g.gap) for g in pair.loops] == [(1, 150.0), (2, 15.0), (3, 20.0)]
+    assert pair.mean_gap_below_L_max == pytest.approx(150.0)
+    assert [(c.looped_run, c.unique_run, c.depth, c.quality_diff, c.params_ratio)
+            for c in fvd.vs_unique] == [("v-2x2-elt", "v-4x1-uni", 4, 10.0, 2.0),
+                                        ("v-2x2-van", "v-4x1-uni", 4, 25.0, 2.0)]
+
+    m = rep.metrics()
+    fid_alone = build_report(GRID, mixed_dir).metrics()
+    assert m["n_runs"] == 8 and m["n_points"] == 21
+    assert {k: m[k] for k in FID_METRIC_KEYS[2:]} == {k: fid_alone[k] for k in FID_METRIC_KEYS[2:]}
+    fvd_keys = {k: v for k, v in m.items() if k not in FID_METRIC_KEYS}
+    a, b, c = fvd.fit.coeffs
+    assert fvd_keys == {
+        "fvd_n_front_points": 3, "best_fvd": 100.0, "best_fvd_run": "v-4x2-elt", "best_fvd_L": 2,
+        "best_fvd_gflops": 2.0, "fvd_fit_a": a, "fvd_fit_b": b, "fvd_fit_c": c,
+        "fvd_n_ilsd_vanilla_pairs": 1, "fvd_ilsd_vanilla_mean_gap": 150.0,
+        "fvd_n_looped_unique_pairs": 2, "looped_minus_unique_mean_fvd": 17.5}
+
+
+FID_FILES = ["fid_vs_gflops.png", "fid_vs_loops.png", "fid_vs_params.png", "metrics.json",
+             "pareto.json", "plots/fid_vs_gflops.csv", "plots/fid_vs_loops.csv",
+             "plots/fid_vs_params.csv", "plots/pareto_front.csv", "points.csv", "summary.md",
+             "table.md"]
+FVD_FILES = ["fvd_pareto.json", "fvd_points.csv", "fvd_summary.md", "fvd_table.md",
+             "fvd_vs_gflops.png", "fvd_vs_loops.png", "fvd_vs_params.png",
+             "plots/fvd_pareto_front.csv", "plots/fvd_vs_gflops.csv", "plots/fvd_vs_loops.csv",
+             "plots/fvd_vs_params.csv"]
+
+
+def _tree(out):
+    return sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+
+
+def test_mixed_grid_files_fid_unchanged_fvd_named_by_metric(mixed_dir, tmp_path):
+    fid_only = write_report(build_report(GRID, mixed_dir), tmp_path / "fid-only")
+    rep = build_report(MIXED_GRID, mixed_dir)
+    out = write_report(rep, tmp_path / "mixed")
+    assert _tree(fid_only) == FID_FILES
+    assert _tree(out) == sorted(FID_FILES + FVD_FILES) == sorted(rep.files())
+
+    # The FID outputs are byte for byte those of the FID-only grid (figures aside: PNG bytes are
+    # not compared, their data are the plots/ CSVs).
+    for name in FID_FILES:
+        if name.endswith((".csv", ".md", ".json")) and name != "metrics.json":
+            assert (out / name).read_text() == (fid_only / name).read_text(), name
+
+    rows = list(csv.DictReader((out / "fvd_points.csv").open()))
+    assert "fvd" in rows[0] and "fid" not in rows[0]
+    assert {r["run"] for r in rows} == set(VIDEO_RUNS) and len(rows) == 9
+    assert [(r["run"], r["L"]) for r in rows if r["on_front"] == "True"] == [
+        ("v-2x2-elt", "1"), ("v-4x1-uni", "1"), ("v-4x2-elt", "2")]
+    assert {r["steps"] for r in rows} == {"12"} and {r["is"] for r in rows} == {""}
+
+    table = (out / "fvd_table.md").read_text()
+    assert "| GFLOPs | FVD | IS |" in table and "FID" not in table
+    assert "| v-4x2-elt * | elt | 4N x 2L | 1K | 12 | 2 | 100.00 | - | 5 |" in table
+
+    pareto = json.loads((out / "fvd_pareto.json").read_text())
+    assert (pareto["metric"], pareto["modality"]) == ("fvd", "video")
+    assert [(p["run"], p["L"], p["fvd"]) for p in pareto["front"]] == [
+        ("v-2x2-elt", 1, 250.0), ("v-4x1-uni", 1, 150.0), ("v-4x2-elt", 2, 100.0)]
+    assert pareto["fit"]["formula"] == "fvd = a * gflops**-b + c"
+    assert pareto["fit"]["c"] == pytest.approx(50.0, rel=1e-4)
+
+    summary = (out / "fvd_summary.md").read_text()
+    assert "# Aggregate summary: FVD (video)" in summary and "FID" not in summary
+    assert "| 1 | 250.00 | 400.00 | +150.00 |" in summary
+    assert "Mean gap over L < L_max: +150.000" in summary
+    assert "| v-2x2-van (2x2) | v-4x1-uni | 4 | 175.00 | 150.00 | +25.00 |" in summary
+    assert "t-" not in summary  # no image run in the video summary
+
+    plot_rows = list(csv.DictReader((out / "plots" / "fvd_vs_gflops.csv").open()))
+    assert len(plot_rows) == 9 and "fvd" in plot_rows[0]
+    front_rows = list(csv.DictReader((out / "plots" / "fvd_pareto_front.csv").open()))
+    assert [float(r["fvd"]) for r in front_rows] == [250.0, 150.0, 100.0]
+    for name in ("fvd_vs_gflops.png", "fvd_vs_params.png", "fvd_vs_loops.png"):
+        with Image.open(out / name) as img:
+            assert img.format == "PNG"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["best_fid"] == 11.5 and metrics["best_fvd"] == 100.0
+
+
+def test_fvd_only_grid_has_no_fid_outputs(mixed_dir, tmp_path):
+    rep = build_report(VIDEO_GRID, mixed_dir)
+    out = write_report(rep, tmp_path / "res")
+    assert _tree(out) == sorted(["metrics.json"] + FVD_FILES)
+    assert not any("fid" in k for k in rep.metrics())
+    with pytest.raises(KeyError, match="fid"):
+        rep.group("fid")
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d.pop("modality"), "missing key 'modality'"),
+    (lambda d: d.pop("metric"), "missing key 'metric'"),
+    (lambda d: d.update(metric="FVD (16 frames)"), "key 'metric' must be a lowercase name"),
+    # The value sits under the metric's name; an "fid" key does not stand in for it.
+    (lambda d: d["per_loop"]["2"].update(fid=d["per_loop"]["2"].pop("fvd")),
+     r"per_loop\['2'\] is missing key 'fvd'"),
+    (lambda d: d["per_loop"]["1"].update(fvd=-1.0), r"per_loop\['1'\]\['fvd'\] must be"),
+])
+def test_malformed_metric_keys_name_file_and_key(mixed_dir, edit, message):
+    path = mixed_dir / "v-2x2-elt" / "eval.json"
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+    with pytest.raises(EvalFileError, match=message) as err:
+        build_report(MIXED_GRID, mixed_dir)
+    assert str(path) in str(err.value)
+
+
+def test_grid_family_defaults_to_maskgit(mixed_dir):
+    """A grid entry without `family` is a MaskGIT run: a MAGVIT eval.json then is stale."""
+    grid = dict(VIDEO_GRID, **{"v-4x1-uni": {k: v for k, v in VIDEO_GRID["v-4x1-uni"].items()
+                                             if k != "family"}})
+    with pytest.raises(EvalFileError, match="key 'family' is 'magvit' but grid run 'v-4x1-uni' "
+                                            "has 'maskgit'"):
+        build_report(grid, mixed_dir)
+
+
+def test_one_metric_on_two_modalities_is_refused(mixed_dir):
+    path = mixed_dir / "v-4x1-uni" / "eval.json"
+    data = json.loads(path.read_text())
+    data.update(metric="fid", per_loop={"1": {"fid": 150.0, "gflops": 1.0}})
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="metric 'fid' is used for two modalities"):
+        build_report(MIXED_GRID, mixed_dir)
+
+
+def test_stage_grid_entry_reads_family():
+    import importlib.util
+    from types import SimpleNamespace
+
+    spec = importlib.util.spec_from_file_location("aggregate_stage",
+                                                  ROOT / "stages" / "aggregate.py")
+    stage = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stage)
+    point = SimpleNamespace(scale="tiny", N=2, L_max=2, ilsd=True, kind="elt")
+    assert stage._grid_entry(point)["family"] == "maskgit"
+    assert stage._grid_entry(SimpleNamespace(**vars(point), family="magvit")) == {
+        "scale": "tiny", "N": 2, "L_max": 2, "ilsd": True, "kind": "elt", "family": "magvit"}

@@ -112,3 +112,24 @@ def test_fit_is_least_squares_optimal_against_grid_search():
     sse = float(np.sum((power_law(g, *fit.coeffs) - f) ** 2))
     assert sse <= best_sse * (1 + 1e-6) + 1e-12
     assert sse == pytest.approx(best_sse, rel=1e-3)
+
+
+def _point(metric, gflops, quality, run="r", L=1):
+    from elt.aggregate.collect import Point
+
+    return Point(run=run, family="f", scale="s", kind="elt", N=1, L=L, L_max=2, ilsd=True,
+                 params=1, params_total=None, gflops=gflops, metric=metric,
+                 modality="image" if metric == "fid" else "video", quality=quality,
+                 inception_score=None, samples_per_second=None, steps=None)
+
+
+def test_front_of_points_reads_quality_and_refuses_mixed_metrics():
+    fid = [_point("fid", 1.0, 30.0), _point("fid", 2.0, 40.0), _point("fid", 3.0, 10.0)]
+    fvd = [_point("fvd", 0.5, 300.0), _point("fvd", 4.0, 200.0)]
+    # By hand: (2, 40) is dominated by (1, 30); both FVD points are on their own front.
+    assert [(p.gflops, p.quality) for p in pareto_front(fid)] == [(1.0, 30.0), (3.0, 10.0)]
+    assert pareto_front(fvd) == fvd
+    # One front over both would rank the FVD (0.5, 300) ahead of the FID points and drop the
+    # FVD (4, 200) for an FID value: meaningless, so it is refused.
+    with pytest.raises(ValueError, match=r"different metrics \['fid', 'fvd'\]"):
+        pareto_front(fid + fvd)

@@ -3,6 +3,10 @@
 Only the grid's keys are read: folders of runs removed from the grid stay on disk (DVC does not
 delete them) and must not leak into the figures. Every file is checked before anything is
 computed, and each error names the file and the key.
+
+Each eval.json names its quality metric ("metric": "fid", "fvd", ...; lower is better) and its
+"modality" ("image", "video"); each per_loop entry holds the value under the metric's own name.
+Files written before those keys existed are FID on images.
 """
 
 from __future__ import annotations
@@ -10,12 +14,19 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any, Mapping
 
 KINDS = ("elt", "vanilla", "unique")
 # Keys that both the grid entry and eval.json may carry; a mismatch means a stale eval.json.
 _SHARED_KEYS = ("scale", "N", "L_max", "ilsd", "kind", "family")
+# A grid entry without a family is a MaskGIT run, as in elt.config (the only family at first).
+DEFAULT_FAMILY = "maskgit"
+# What an eval.json without "metric" (written before the key existed) measured.
+LEGACY_METRIC, LEGACY_MODALITY = "fid", "image"
+# Metric and modality names end up in file names and MLflow metric keys: keep them plain.
+_NAME_RE = re.compile(r"[a-z][a-z0-9_]*")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,7 +44,9 @@ class Point:
     params: int  # unique-layer parameters (paper's "# params")
     params_total: int | None
     gflops: float
-    fid: float
+    metric: str  # name of the quality metric, e.g. "fid" or "fvd" (lower is better)
+    modality: str  # "image" or "video"
+    quality: float  # the metric's value at this L
     inception_score: float | None
     samples_per_second: float | None
     steps: int | None  # sampling steps (network runs per sample, the paper's "# steps")
@@ -61,18 +74,25 @@ class RunEval:
     ilsd: bool
     params: int
     params_total: int | None
+    metric: str
+    modality: str
     points: tuple[Point, ...]
 
-    def fid_at(self, L: int) -> float | None:
+    def quality_at(self, L: int) -> float | None:
         for p in self.points:
             if p.L == L:
-                return p.fid
+                return p.quality
         return None
 
     @property
     def best(self) -> Point:
-        """Best-FID point; ties go to the cheaper one (Fig. 5 plots each run's best inference)."""
-        return min(self.points, key=lambda p: (p.fid, p.gflops, p.L))
+        """Best-quality point; ties go to the cheaper one (Fig. 5 plots each run's best one)."""
+        return min(self.points, key=lambda p: (p.quality, p.gflops, p.L))
+
+
+def metric_label(metric: str) -> str:
+    """How tables and figures write a metric's name: "fid" -> "FID"."""
+    return metric.upper()
 
 
 class EvalFileError(ValueError):
@@ -89,9 +109,10 @@ def kind_of(L_max: int, ilsd: bool) -> str:
 def _entry_dict(run: str, entry: Any) -> dict[str, Any]:
     """A grid entry as a dict: a raw params.yaml mapping or an elt.config.GridPoint."""
     if isinstance(entry, Mapping):
-        return dict(entry)
+        return {"family": DEFAULT_FAMILY, **entry}
     if all(hasattr(entry, k) for k in ("scale", "N", "L_max", "ilsd")):
-        return {k: getattr(entry, k) for k in _SHARED_KEYS if hasattr(entry, k)}
+        return {"family": DEFAULT_FAMILY,
+                **{k: getattr(entry, k) for k in _SHARED_KEYS if hasattr(entry, k)}}
     raise ValueError(f"grid.{run} must be a mapping with scale, N, L_max, ilsd; got {entry!r}")
 
 
@@ -114,6 +135,19 @@ def _optional_number(path: Path, where: str, value: Any) -> float | None:
         return None
     _require(_is_number(value), path, f"{where} must be a finite number or null, got {value!r}")
     return float(value)
+
+
+def _metric_and_modality(data: Mapping[str, Any], path: Path) -> tuple[str, str]:
+    """("fid", "image") for files older than the keys; both keys or neither, since a metric
+    without its modality would silently land on the image side."""
+    if "metric" not in data and "modality" not in data:
+        return LEGACY_METRIC, LEGACY_MODALITY
+    for key in ("metric", "modality"):
+        _require(key in data, path, f"missing key {key!r} (eval.json names both metric and "
+                 "modality, or neither for an FID image run)")
+        _require(isinstance(data[key], str) and _NAME_RE.fullmatch(data[key]) is not None, path,
+                 f"key {key!r} must be a lowercase name like 'fid' or 'image', got {data[key]!r}")
+    return data["metric"], data["modality"]
 
 
 def parse_eval(data: Mapping[str, Any], run: str, grid_entry: Mapping[str, Any],
@@ -159,6 +193,7 @@ def parse_eval(data: Mapping[str, Any], run: str, grid_entry: Mapping[str, Any],
     _require(file_steps is None or (_is_int(file_steps) and file_steps >= 1), path,
              f"key {steps_key or 'steps'!r} must be an integer >= 1 or null, got {file_steps!r}")
 
+    metric, modality = _metric_and_modality(data, path)
     per_loop = data["per_loop"]
     _require(isinstance(per_loop, dict) and per_loop, path,
              "key 'per_loop' must be a non-empty object")
@@ -170,17 +205,18 @@ def parse_eval(data: Mapping[str, Any], run: str, grid_entry: Mapping[str, Any],
                  and str(int(loop_key)) == loop_key, path,
                  f"{where}: loop count must be an integer >= 1 written without leading zeros")
         _require(isinstance(metrics, dict), path, f"{where} must be an object")
-        for key in ("fid", "gflops"):
+        for key in (metric, "gflops"):
             _require(key in metrics, path, f"{where} is missing key {key!r}")
-        _require(_is_number(metrics["fid"]) and metrics["fid"] >= 0, path,
-                 f"{where}['fid'] must be a finite number >= 0, got {metrics['fid']!r}")
+        _require(_is_number(metrics[metric]) and metrics[metric] >= 0, path,
+                 f"{where}[{metric!r}] must be a finite number >= 0, got {metrics[metric]!r}")
         _require(_is_number(metrics["gflops"]) and metrics["gflops"] > 0, path,
                  f"{where}['gflops'] must be a finite number > 0, got {metrics['gflops']!r}")
         points.append(Point(
             run=run, family=str(data["family"]), scale=str(data["scale"]), kind=kind,
             N=data["N"], L=int(loop_key), L_max=data["L_max"], ilsd=data["ilsd"],
             params=data["params"], params_total=params_total,
-            gflops=float(metrics["gflops"]), fid=float(metrics["fid"]),
+            gflops=float(metrics["gflops"]), metric=metric, modality=modality,
+            quality=float(metrics[metric]),
             inception_score=_optional_number(path, f"{where}['is']", metrics.get("is")),
             samples_per_second=_optional_number(
                 path, f"{where}['samples_per_second']", metrics.get("samples_per_second")),
@@ -189,7 +225,8 @@ def parse_eval(data: Mapping[str, Any], run: str, grid_entry: Mapping[str, Any],
     points.sort(key=lambda p: p.L)
     return RunEval(run=run, family=str(data["family"]), scale=str(data["scale"]), kind=kind,
                    N=data["N"], L_max=data["L_max"], ilsd=data["ilsd"], params=data["params"],
-                   params_total=params_total, points=tuple(points))
+                   params_total=params_total, metric=metric, modality=modality,
+                   points=tuple(points))
 
 
 def load_runs(grid: Mapping[str, Any], runs_dir: str | Path,

@@ -1,7 +1,11 @@
 """The paper's two controlled comparisons, as data.
 
+"Quality" is the runs' metric (FID, FVD, ...; lower is better). elt.aggregate.report calls these
+with the runs of one metric at a time; twins must also share the metric and modality anyway, so
+no comparison ever subtracts an FVD from an FID.
+
 - ILSD vs. vanilla looping (Fig. 8): an ILSD run and its twin trained on the L_max exit only, same
-  family, scale, N and L_max. The gap is FID(vanilla) - FID(ILSD), so positive means ILSD helps;
+  family, scale, N and L_max. The gap is Q(vanilla) - Q(ILSD), so positive means ILSD helps;
   its mean is taken over L < L_max, the intermediate exits that ILSD trains and vanilla does not.
 - Looped vs. unique depth (Tables 1-2): a looped run at L = L_max against the unique-layer run of
   the same family and scale whose depth equals the looped run's effective depth N * L_max.
@@ -18,12 +22,12 @@ from elt.aggregate.collect import RunEval
 @dataclasses.dataclass(frozen=True)
 class LoopGap:
     L: int
-    fid_ilsd: float
-    fid_vanilla: float
+    quality_ilsd: float
+    quality_vanilla: float
 
     @property
     def gap(self) -> float:
-        return self.fid_vanilla - self.fid_ilsd
+        return self.quality_vanilla - self.quality_ilsd
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,7 +41,7 @@ class IlsdVanillaPair:
 
     @property
     def mean_gap_below_L_max(self) -> float | None:
-        """Mean FID(vanilla) - FID(ILSD) over common L < L_max; None when there is none."""
+        """Mean Q(vanilla) - Q(ILSD) over common L < L_max; None when there is none."""
         gaps = [g.gap for g in self.loops if g.L < self.L_max]
         return sum(gaps) / len(gaps) if gaps else None
 
@@ -51,8 +55,8 @@ class LoopedVsUnique:
     N: int
     L_max: int
     depth: int  # N * L_max = the unique run's layer count
-    fid_looped: float  # at L = L_max
-    fid_unique: float
+    quality_looped: float  # at L = L_max
+    quality_unique: float
     gflops_looped: float
     gflops_unique: float
     params_looped: int
@@ -64,13 +68,18 @@ class LoopedVsUnique:
         return self.params_unique / self.params_looped
 
     @property
-    def fid_diff(self) -> float:
-        """FID(looped) - FID(unique): positive means the looped model is worse."""
-        return self.fid_looped - self.fid_unique
+    def quality_diff(self) -> float:
+        """Q(looped) - Q(unique): positive means the looped model is worse."""
+        return self.quality_looped - self.quality_unique
+
+
+def _setting(run: RunEval) -> tuple:
+    """What two compared runs must share besides their architecture."""
+    return (run.metric, run.modality, run.family, run.scale)
 
 
 def _config(run: RunEval) -> tuple:
-    return (run.family, run.scale, run.N, run.L_max)
+    return (*_setting(run), run.N, run.L_max)
 
 
 def ilsd_vanilla_pairs(runs: Sequence[RunEval]) -> list[IlsdVanillaPair]:
@@ -91,7 +100,7 @@ def ilsd_vanilla_pairs(runs: Sequence[RunEval]) -> list[IlsdVanillaPair]:
             continue
         twin = twins[0]
         common = sorted({p.L for p in run.points} & {p.L for p in twin.points})
-        loops = tuple(LoopGap(L, run.fid_at(L), twin.fid_at(L)) for L in common)
+        loops = tuple(LoopGap(L, run.quality_at(L), twin.quality_at(L)) for L in common)
         pairs.append(IlsdVanillaPair(run.run, twin.run, run.scale, run.N, run.L_max, loops))
     return pairs
 
@@ -100,11 +109,11 @@ def looped_vs_unique(runs: Sequence[RunEval]) -> list[LoopedVsUnique]:
     """Each looped run (L_max > 1) evaluated at L_max against its equal-depth unique run."""
     out = []
     for run in runs:
-        if run.kind == "unique" or run.L_max < 2 or run.fid_at(run.L_max) is None:
+        if run.kind == "unique" or run.L_max < 2 or run.quality_at(run.L_max) is None:
             continue
         depth = run.N * run.L_max
-        matches = [u for u in runs if u.kind == "unique" and u.family == run.family
-                   and u.scale == run.scale and u.N == depth]
+        matches = [u for u in runs if u.kind == "unique" and u.N == depth
+                   and _setting(u) == _setting(run)]
         if len(matches) > 1:
             raise ValueError(
                 f"looped run {run.run!r} has several unique-depth baselines "
@@ -119,7 +128,8 @@ def looped_vs_unique(runs: Sequence[RunEval]) -> list[LoopedVsUnique]:
         l_point = next(p for p in run.points if p.L == run.L_max)
         out.append(LoopedVsUnique(
             looped_run=run.run, unique_run=unique.run, kind=run.kind, scale=run.scale, N=run.N,
-            L_max=run.L_max, depth=depth, fid_looped=l_point.fid, fid_unique=u_point.fid,
+            L_max=run.L_max, depth=depth, quality_looped=l_point.quality,
+            quality_unique=u_point.quality,
             gflops_looped=l_point.gflops, gflops_unique=u_point.gflops,
             params_looped=run.params, params_unique=unique.params))
     return out

@@ -1,8 +1,9 @@
-"""Pareto front of FID vs. inference GFLOPs and the power-law fit of the paper's Fig. 4.
+"""Pareto front of quality vs. inference GFLOPs and the power-law fit of the paper's Fig. 4.
 
+Quality is a lower-is-better metric (FID, FVD); callers pass points of one metric only.
 Both objectives are minimised: a configuration is worth serving only if no other one is at least
 as cheap and at least as good. The paper fits FID = a * G^-b + c over the front points
-(a = 1922.5, b = 0.95, c = 1.48 on ImageNet); c is the FID floor that more compute cannot beat.
+(a = 1922.5, b = 0.95, c = 1.48 on ImageNet); c is the floor that more compute cannot beat.
 """
 
 from __future__ import annotations
@@ -19,55 +20,60 @@ T = TypeVar("T")
 
 
 def _default_key(point: Any) -> tuple[float, float]:
-    """(gflops, fid) of a pair, a mapping with those keys, or an object with those attributes."""
+    """(gflops, quality) of a pair, a mapping with keys gflops and fid, or an object with
+    attributes gflops and quality (elt.aggregate.collect.Point)."""
     if isinstance(point, dict):
         return point["gflops"], point["fid"]
-    if hasattr(point, "gflops") and hasattr(point, "fid"):
-        return point.gflops, point.fid
-    gflops, fid = point
-    return gflops, fid
+    if hasattr(point, "gflops") and hasattr(point, "quality"):
+        return point.gflops, point.quality
+    gflops, quality = point
+    return gflops, quality
 
 
 def pareto_front(
     points: Sequence[T], key: Callable[[T], tuple[float, float]] | None = None
 ) -> list[T]:
-    """Non-dominated points (minimise GFLOPs and FID), sorted by GFLOPs ascending.
+    """Non-dominated points (minimise GFLOPs and quality), sorted by GFLOPs ascending.
 
-    A point is dominated when another one has GFLOPs <= and FID <= with at least one strict.
-    Ties: of points with equal GFLOPs only the lowest FID survives; of points with equal FID only
-    the cheapest survives; exact duplicates (equal in both) dominate nothing, so all copies are
-    kept, in input order, because each is an equally good operating point.
+    A point is dominated when another one has GFLOPs <= and quality <= with at least one strict.
+    Ties: of points with equal GFLOPs only the best quality survives; of points with equal quality
+    only the cheapest survives; exact duplicates (equal in both) dominate nothing, so all copies
+    are kept, in input order, because each is an equally good operating point.
 
-    `key` maps a point to (gflops, fid); by default a pair, a dict or an object with `.gflops` and
-    `.fid` is read.
+    `key` maps a point to (gflops, quality); by default a pair, a dict with "gflops" and "fid" or
+    an object with `.gflops` and `.quality` is read.
     """
+    # FID and FVD values are on unrelated scales: one front over both would be meaningless.
+    metrics = {p.metric for p in points if hasattr(p, "metric")}
+    if len(metrics) > 1:
+        raise ValueError(f"pareto_front: points of different metrics {sorted(metrics)} "
+                         "cannot share a front; pass one metric's points at a time")
     key = key or _default_key
     coords = []
     for index, point in enumerate(points):
-        gflops, fid = (float(v) for v in key(point))
-        if not (math.isfinite(gflops) and math.isfinite(fid)):
-            raise ValueError(
-                f"pareto_front: point {index} has non-finite coordinates gflops={gflops}, fid={fid}"
-            )
-        coords.append((gflops, fid, index))
-    # Sorting by (gflops, fid) puts, within one GFLOPs value, the best FID first; a sweep then
-    # keeps a point iff it beats the best FID seen so far at lower or equal cost.
+        gflops, quality = (float(v) for v in key(point))
+        if not (math.isfinite(gflops) and math.isfinite(quality)):
+            raise ValueError(f"pareto_front: point {index} has non-finite coordinates "
+                             f"gflops={gflops}, quality={quality}")
+        coords.append((gflops, quality, index))
+    # Sorting by (gflops, quality) puts, within one GFLOPs value, the best quality first; a sweep
+    # then keeps a point iff it beats the best quality seen so far at lower or equal cost.
     coords.sort()
     front: list[int] = []
-    best_fid = math.inf
+    best = math.inf
     last = None
-    for gflops, fid, index in coords:
-        if fid < best_fid:
+    for gflops, quality, index in coords:
+        if quality < best:
             front.append(index)
-            best_fid = fid
-            last = (gflops, fid)
-        elif (gflops, fid) == last:
+            best = quality
+            last = (gflops, quality)
+        elif (gflops, quality) == last:
             front.append(index)  # exact duplicate of the last front point
     return [points[i] for i in front]
 
 
 def power_law(gflops: np.ndarray | float, a: float, b: float, c: float) -> np.ndarray | float:
-    """FID = a * G^-b + c (Fig. 4)."""
+    """Q = a * G^-b + c (Fig. 4, with Q = FID)."""
     return a * np.power(gflops, -b) + c
 
 
@@ -90,7 +96,7 @@ class PowerLawFit:
 
 
 def _initial_guess(g: np.ndarray, f: np.ndarray) -> tuple[float, float, float]:
-    """p0 from a log-log line through (G, FID - c0) with the floor c0 just below the best FID.
+    """p0 from a log-log line through (G, Q - c0) with the floor c0 below the best quality Q.
 
     A poor p0 (e.g. all ones) leaves a at a scale of 1 while the data need ~1e3, and the bounded
     solver then stalls at b = 0; the log-linear estimate starts it in the right basin.
@@ -103,20 +109,21 @@ def _initial_guess(g: np.ndarray, f: np.ndarray) -> tuple[float, float, float]:
     return a0, b0, c0
 
 
-def fit_power_law(gflops: Sequence[float], fid: Sequence[float]) -> PowerLawFit:
-    """Fit FID = a * G^-b + c with a, b, c >= 0 (scipy curve_fit, trust-region reflective).
+def fit_power_law(gflops: Sequence[float], quality: Sequence[float]) -> PowerLawFit:
+    """Fit Q = a * G^-b + c with a, b, c >= 0 (scipy curve_fit, trust-region reflective).
 
     Returns PowerLawFit(None, reason) when there are fewer than 3 points (3 unknowns), fewer than
     3 distinct GFLOPs values, non-positive GFLOPs, or when the solver fails.
     """
     g = np.asarray(gflops, dtype=np.float64)
-    f = np.asarray(fid, dtype=np.float64)
+    f = np.asarray(quality, dtype=np.float64)
     if g.shape != f.shape or g.ndim != 1:
-        raise ValueError(f"fit_power_law: gflops {g.shape} and fid {f.shape} must be equal 1-D")
+        raise ValueError(
+            f"fit_power_law: gflops {g.shape} and quality {f.shape} must be equal 1-D")
     if len(g) < 3:
         return PowerLawFit(None, f"need at least 3 points for 3 coefficients, got {len(g)}")
     if not (np.all(np.isfinite(g)) and np.all(np.isfinite(f))):
-        return PowerLawFit(None, "non-finite GFLOPs or FID values")
+        return PowerLawFit(None, "non-finite GFLOPs or quality values")
     if np.any(g <= 0):
         return PowerLawFit(None, f"GFLOPs must be > 0 for G^-b, got min {g.min()}")
     if len(np.unique(g)) < 3:

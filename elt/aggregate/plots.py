@@ -1,5 +1,8 @@
 """Figures of the paper's Figs. 4, 5 and 8, and the same data as CSV for `dvc plots show`.
 
+Each figure and CSV shows the runs of one quality metric (FID, FVD, ...), named on its axes and
+columns; metrics never share an axis because their values are on unrelated scales.
+
 Figures are built on matplotlib.figure.Figure directly (Agg canvas), not pyplot: no global
 backend or figure registry is touched, so this is safe inside tests and long-lived processes.
 """
@@ -15,7 +18,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from elt.aggregate.collect import Point, RunEval
+from elt.aggregate.collect import Point, RunEval, metric_label
 from elt.aggregate.compare import IlsdVanillaPair
 from elt.aggregate.pareto import PowerLawFit, power_law
 
@@ -65,30 +68,31 @@ def _kind_legend(ax, kinds: Sequence[str]) -> None:
         ax.scatter([], [], marker=_MARKERS[kind], color="gray", label=kind)
 
 
-def fid_vs_gflops_figure(runs: Sequence[RunEval], front: Sequence[Point], fit: PowerLawFit,
-                         path: Path) -> None:
+def vs_gflops_figure(runs: Sequence[RunEval], front: Sequence[Point], fit: PowerLawFit,
+                     path: Path, metric: str) -> None:
     """Fig. 4: all points, faded per-run trends over L, the front, the power-law fit."""
+    name = metric_label(metric)
     colors = _colors([r.run for r in runs])
     fig = Figure(figsize=(8.0, 5.4))
     ax = fig.add_subplot()
     for run in runs:
         g = [p.gflops for p in run.points]
-        f = [p.fid for p in run.points]
+        f = [p.quality for p in run.points]
         color = colors[run.run]
         # Faded line: one training run traversed by its inference loop count L.
         ax.plot(g, f, color=color, alpha=0.35, linewidth=1.2)
         ax.scatter(g, f, color=color, alpha=0.6, marker=_MARKERS[run.kind], s=28, zorder=2)
         for p in run.points:
-            ax.annotate(p.label, (p.gflops, p.fid), textcoords="offset points", xytext=(4, 3),
-                        fontsize=7, color=color)
-    ax.scatter([p.gflops for p in front], [p.fid for p in front], facecolors="none",
+            ax.annotate(p.label, (p.gflops, p.quality), textcoords="offset points",
+                        xytext=(4, 3), fontsize=7, color=color)
+    ax.scatter([p.gflops for p in front], [p.quality for p in front], facecolors="none",
                edgecolors="black", s=90, linewidths=1.5, zorder=3, label="Pareto front")
     if fit.ok:
         a, b, c = fit.coeffs
         lo, hi = min(p.gflops for p in front), max(p.gflops for p in front)
         grid = np.geomspace(lo / 1.15, hi * 1.15, 200)
         ax.plot(grid, power_law(grid, a, b, c), color="black", linewidth=1.5,
-                label=f"fit: FID = {a:.4g}$\\cdot G^{{-{b:.2f}}}$ + {c:.2f}")
+                label=f"fit: {name} = {a:.4g}$\\cdot G^{{-{b:.2f}}}$ + {c:.2f}")
     # Past ~20 runs a per-run legend outgrows the figure; colours then only group the trends.
     for run in runs if len(runs) <= 20 else ():
         ax.plot([], [], color=colors[run.run], label=f"{run.run} ({run.kind}, {run.scale})")
@@ -96,45 +100,54 @@ def fid_vs_gflops_figure(runs: Sequence[RunEval], front: Sequence[Point], fit: P
     ax.set_xscale("log")
     _plain_log_axis(ax.xaxis, [p.gflops for r in runs for p in r.points])
     ax.set_xlabel("inference GFLOPs per sample (log)")
-    ax.set_ylabel("FID (lower is better)")
-    ax.set_title("FID vs. inference GFLOPs (points labelled N x L)")
+    ax.set_ylabel(f"{name} (lower is better)")
+    ax.set_title(f"{name} vs. inference GFLOPs (points labelled N x L)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     _save(fig, path)
 
 
-def fid_vs_params_figure(runs: Sequence[RunEval], path: Path) -> None:
-    """Fig. 5: best FID of each run vs. its unique-layer parameters, one series per scale."""
-    colors = _colors([r.scale for r in runs])
+def _series(run: RunEval, several_families: bool) -> str:
+    """Fig. 5 series of a run: its scale, and its family when the figure holds several (a MaskGIT
+    "tiny" and a DiT "tiny" are different models)."""
+    return f"{run.family} {run.scale}" if several_families else f"scale {run.scale}"
+
+
+def vs_params_figure(runs: Sequence[RunEval], path: Path, metric: str) -> None:
+    """Fig. 5: best quality of each run vs. its unique-layer parameters, one series per scale."""
+    name = metric_label(metric)
+    several = len({r.family for r in runs}) > 1
+    colors = _colors([_series(r, several) for r in runs])
     fig = Figure(figsize=(7.0, 4.8))
     ax = fig.add_subplot()
-    for scale, color in colors.items():
-        series = [r for r in runs if r.scale == scale]
-        # The line joins the best FID at each parameter count (the scale's envelope); runs of
-        # equal size (ILSD and vanilla twins) show as separate markers on one x.
+    for label, color in colors.items():
+        series = [r for r in runs if _series(r, several) == label]
+        # The line joins the best quality at each parameter count (the scale's envelope); runs
+        # of equal size (ILSD and vanilla twins) show as separate markers on one x.
         envelope: dict[int, float] = {}
         for r in series:
-            envelope[r.params] = min(envelope.get(r.params, r.best.fid), r.best.fid)
+            envelope[r.params] = min(envelope.get(r.params, r.best.quality), r.best.quality)
         xs = sorted(envelope)
-        ax.plot(xs, [envelope[x] for x in xs], color=color, alpha=0.5, label=f"scale {scale}")
+        ax.plot(xs, [envelope[x] for x in xs], color=color, alpha=0.5, label=label)
         for r in series:
-            ax.scatter(r.params, r.best.fid, color=color, marker=_MARKERS[r.kind], s=36, zorder=2)
-            ax.annotate(r.best.label, (r.params, r.best.fid), textcoords="offset points",
+            ax.scatter(r.params, r.best.quality, color=color, marker=_MARKERS[r.kind], s=36,
+                       zorder=2)
+            ax.annotate(r.best.label, (r.params, r.best.quality), textcoords="offset points",
                         xytext=(4, 3), fontsize=7, color=color)
     _kind_legend(ax, list(dict.fromkeys(r.kind for r in runs)))
     ax.set_xscale("log")
     _plain_log_axis(ax.xaxis, [r.params for r in runs])
     ax.set_xlabel("# params (unique transformer layers, log)")
-    ax.set_ylabel("best FID of the run")
-    ax.set_title("Best FID vs. parameters (label: best N x L of each run)")
+    ax.set_ylabel(f"best {name} of the run")
+    ax.set_title(f"Best {name} vs. parameters (label: best N x L of each run)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     _save(fig, path)
 
 
-def fid_vs_loops_figure(runs: Sequence[RunEval], pairs: Sequence[IlsdVanillaPair],
-                        path: Path) -> None:
-    """Fig. 8: FID vs. L for each ILSD run and its vanilla twin, dashed line at L_max."""
+def vs_loops_figure(runs: Sequence[RunEval], pairs: Sequence[IlsdVanillaPair], path: Path,
+                    metric: str) -> None:
+    """Fig. 8: quality vs. L for each ILSD run and its vanilla twin, dashed line at L_max."""
     by_name = {r.run: r for r in runs}
     n = max(len(pairs), 1)
     cols = min(n, 3)
@@ -150,11 +163,11 @@ def fid_vs_loops_figure(runs: Sequence[RunEval], pairs: Sequence[IlsdVanillaPair
         for name, style, label in ((pair.ilsd_run, "o-", "ILSD"),
                                    (pair.vanilla_run, "s--", "w/o ILSD")):
             run = by_name[name]
-            ax.plot([p.L for p in run.points], [p.fid for p in run.points], style,
+            ax.plot([p.L for p in run.points], [p.quality for p in run.points], style,
                     label=f"{label} ({name})")
         ax.axvline(pair.L_max, color="gray", linestyle=":", label=f"L_max = {pair.L_max}")
         ax.set_xlabel("inference loops L")
-        ax.set_ylabel("FID")
+        ax.set_ylabel(metric_label(metric))
         ax.set_title(f"scale {pair.scale}, N = {pair.N}", fontsize=9)
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(True, alpha=0.3)
@@ -172,22 +185,26 @@ def _csv(header: Sequence[str], rows: Sequence[Sequence]) -> str:
 
 
 def plot_data(runs: Sequence[RunEval], front: Sequence[Point],
-              pairs: Sequence[IlsdVanillaPair]) -> dict[str, str]:
-    """CSV text per file name under results/plots/, for `dvc plots show` templates."""
+              pairs: Sequence[IlsdVanillaPair], metric: str) -> dict[str, str]:
+    """CSV text per file name under results/plots/, for `dvc plots show` templates.
+
+    Names are templates: "{m}" stands for the metric; elt.aggregate.report.output_name turns
+    them into the file names of this metric (the quality column is named after it).
+    """
     points = [p for r in runs for p in r.points]
     by_name = {r.run: r for r in runs}
     # A vanilla run can be the twin of several ILSD runs; list each run once.
     paired = dict.fromkeys(name for pair in pairs for name in (pair.ilsd_run, pair.vanilla_run))
-    ilsd_vanilla = [(name, by_name[name].kind, p.L, p.fid) for name in paired
+    ilsd_vanilla = [(name, by_name[name].kind, p.L, p.quality) for name in paired
                     for p in by_name[name].points]
     return {
-        "fid_vs_gflops.csv": _csv(("run", "L", "label", "kind", "scale", "gflops", "fid"),
-                                  [(p.run, p.L, p.label, p.kind, p.scale, p.gflops, p.fid)
+        "{m}_vs_gflops.csv": _csv(("run", "L", "label", "kind", "scale", "gflops", metric),
+                                  [(p.run, p.L, p.label, p.kind, p.scale, p.gflops, p.quality)
                                    for p in points]),
-        "pareto_front.csv": _csv(("run", "L", "label", "gflops", "fid"),
-                                 [(p.run, p.L, p.label, p.gflops, p.fid) for p in front]),
-        "fid_vs_params.csv": _csv(("run", "scale", "kind", "params", "best_L", "label", "fid"),
+        "pareto_front.csv": _csv(("run", "L", "label", "gflops", metric),
+                                 [(p.run, p.L, p.label, p.gflops, p.quality) for p in front]),
+        "{m}_vs_params.csv": _csv(("run", "scale", "kind", "params", "best_L", "label", metric),
                                   [(r.run, r.scale, r.kind, r.params, r.best.L, r.best.label,
-                                    r.best.fid) for r in runs]),
-        "fid_vs_loops.csv": _csv(("run", "kind", "L", "fid"), ilsd_vanilla),
+                                    r.best.quality) for r in runs]),
+        "{m}_vs_loops.csv": _csv(("run", "kind", "L", metric), ilsd_vanilla),
     }

@@ -2,6 +2,10 @@
 
 `build_report` returns everything as Python objects so other consumers (the MLflow summary run)
 can reuse it without parsing files; `write_report` renders the files.
+
+Runs are grouped by (modality, metric): each group gets its own front, fit, comparisons, tables
+and figures, named by `output_name` (FID keeps the names it had before other metrics existed).
+metrics.json holds every group's headline numbers under keys named the same way.
 """
 
 from __future__ import annotations
@@ -12,84 +16,186 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from elt.aggregate import plots, tables
-from elt.aggregate.collect import Point, RunEval, load_runs
+from elt.aggregate.collect import LEGACY_METRIC, Point, RunEval, load_runs, metric_label
 from elt.aggregate.compare import (IlsdVanillaPair, LoopedVsUnique, ilsd_vanilla_pairs,
                                    looped_vs_unique)
 from elt.aggregate.pareto import PowerLawFit, fit_power_law, pareto_front
 
-FIGURES = ("fid_vs_gflops.png", "fid_vs_params.png", "fid_vs_loops.png")
+# Output names are templates: "{m}" stands for the metric (see output_name).
+FIGURE_TEMPLATES = ("{m}_vs_gflops.png", "{m}_vs_params.png", "{m}_vs_loops.png")
+TEXT_TEMPLATES = ("points.csv", "table.md", "summary.md", "pareto.json")
+
+
+def output_name(metric: str, template: str) -> str:
+    """A file name (or metrics.json key) of one metric's output.
+
+    "{m}" in the template becomes the metric: fid_vs_gflops.png, fvd_vs_gflops.png. A template
+    that names no metric is FID's name from before there were other metrics (points.csv, fit_a):
+    FID keeps it, so existing outputs and MLflow keys keep their names, and any other metric
+    gets its own prefix (fvd_points.csv, fvd_fit_a).
+    """
+    if "{m}" in template:
+        return template.format(m=metric)
+    return template if metric == LEGACY_METRIC else f"{metric}_{template}"
 
 
 @dataclasses.dataclass(frozen=True)
-class Report:
-    runs: tuple[RunEval, ...]
+class MetricReport:
+    """The aggregate of the runs of one (modality, metric): its own front, fit and comparisons.
+
+    FID and FVD values are on unrelated scales, so nothing here ever mixes two metrics.
+    """
+
+    metric: str
+    modality: str
+    runs: tuple[RunEval, ...]  # grid order
     points: tuple[Point, ...]  # grid order, then L
     front: tuple[Point, ...]  # by GFLOPs
     fit: PowerLawFit  # over the front points, as in Fig. 4
     pairs: tuple[IlsdVanillaPair, ...]
     vs_unique: tuple[LoopedVsUnique, ...]
 
+    @property
+    def label(self) -> str:
+        return f"{metric_label(self.metric)} ({self.modality})"
+
+    @property
+    def best(self) -> Point:
+        return min(self.points, key=lambda p: (p.quality, p.gflops))
+
+    def name(self, template: str) -> str:
+        return output_name(self.metric, template)
+
+    def files(self) -> list[str]:
+        """Paths this metric's outputs take under the results folder."""
+        csvs = plots.plot_data(self.runs, self.front, self.pairs, self.metric)
+        return ([self.name(t) for t in TEXT_TEMPLATES + FIGURE_TEMPLATES]
+                + [f"plots/{self.name(t)}" for t in csvs])
+
     def metrics(self) -> dict[str, Any]:
-        """Headline numbers for `dvc metrics show` and MLflow (flat, JSON-safe)."""
-        best = min(self.points, key=lambda p: (p.fid, p.gflops))
+        """Headline numbers of this metric, keys named by output_name (FID: today's keys)."""
+        best = self.best
         gaps = [g for g in (p.mean_gap_below_L_max for p in self.pairs) if g is not None]
-        diffs = [c.fid_diff for c in self.vs_unique]
+        diffs = [c.quality_diff for c in self.vs_unique]
         fit = self.fit.as_dict()
+        n = self.name
         return {
-            "n_runs": len(self.runs),
-            "n_points": len(self.points),
-            "n_front_points": len(self.front),
-            "best_fid": best.fid,
-            "best_fid_run": best.run,
-            "best_fid_L": best.L,
-            "best_fid_gflops": best.gflops,
-            "fit_a": fit["a"],
-            "fit_b": fit["b"],
-            "fit_c": fit["c"],
-            "n_ilsd_vanilla_pairs": len(self.pairs),
-            # Mean over pairs of each pair's mean FID(vanilla) - FID(ILSD) over L < L_max.
-            "ilsd_vanilla_mean_gap": sum(gaps) / len(gaps) if gaps else None,
-            "n_looped_unique_pairs": len(self.vs_unique),
-            "looped_minus_unique_mean_fid": sum(diffs) / len(diffs) if diffs else None,
+            n("n_front_points"): len(self.front),
+            n("best_{m}"): best.quality,
+            n("best_{m}_run"): best.run,
+            n("best_{m}_L"): best.L,
+            n("best_{m}_gflops"): best.gflops,
+            n("fit_a"): fit["a"],
+            n("fit_b"): fit["b"],
+            n("fit_c"): fit["c"],
+            n("n_ilsd_vanilla_pairs"): len(self.pairs),
+            # Mean over pairs of each pair's mean Q(vanilla) - Q(ILSD) over L < L_max.
+            n("ilsd_vanilla_mean_gap"): sum(gaps) / len(gaps) if gaps else None,
+            n("n_looped_unique_pairs"): len(self.vs_unique),
+            n("looped_minus_unique_mean_{m}"): sum(diffs) / len(diffs) if diffs else None,
         }
 
     def pareto_json(self) -> dict[str, Any]:
+        m = self.metric
         return {
-            "objectives": "minimise gflops and fid",
+            "metric": m,
+            "modality": self.modality,
+            "objectives": f"minimise gflops and {m}",
             "front": [{"run": p.run, "L": p.L, "label": p.label, "kind": p.kind,
-                       "scale": p.scale, "gflops": p.gflops, "fid": p.fid} for p in self.front],
-            "fit": {"formula": "fid = a * gflops**-b + c", "fitted_on": "front",
+                       "scale": p.scale, "gflops": p.gflops, m: p.quality} for p in self.front],
+            "fit": {"formula": f"{m} = a * gflops**-b + c", "fitted_on": "front",
                     **self.fit.as_dict()},
         }
 
 
-def build_report(grid: Mapping[str, Any], runs_dir: str | Path,
-                 steps: int | None = None) -> Report:
-    """Read the grid's eval.json files and compute the front, fit and comparisons."""
-    runs = load_runs(grid, runs_dir, steps=steps)
+@dataclasses.dataclass(frozen=True)
+class Report:
+    runs: tuple[RunEval, ...]  # grid order, all metrics
+    points: tuple[Point, ...]  # grid order, then L
+    groups: tuple[MetricReport, ...]  # one per (modality, metric), by first run in the grid
+
+    def group(self, metric: str) -> MetricReport:
+        """The part of the report for `metric` (KeyError when the grid has none)."""
+        for g in self.groups:
+            if g.metric == metric:
+                return g
+        raise KeyError(f"no run of the grid is measured with {metric!r} "
+                       f"(metrics: {[g.metric for g in self.groups]})")
+
+    def files(self) -> list[str]:
+        """Every path written under the results folder, relative to it."""
+        return ["metrics.json"] + [f for g in self.groups for f in g.files()]
+
+    def metrics(self) -> dict[str, Any]:
+        """Headline numbers for `dvc metrics show` and MLflow (flat, JSON-safe)."""
+        out: dict[str, Any] = {"n_runs": len(self.runs), "n_points": len(self.points)}
+        for g in self.groups:
+            out.update(g.metrics())
+        return out
+
+
+def _metric_report(metric: str, modality: str, runs: Sequence[RunEval]) -> MetricReport:
     points = tuple(p for r in runs for p in r.points)
     front = tuple(pareto_front(points))
-    fit = fit_power_law([p.gflops for p in front], [p.fid for p in front])
-    return Report(runs=tuple(runs), points=points, front=front, fit=fit,
-                  pairs=tuple(ilsd_vanilla_pairs(runs)), vs_unique=tuple(looped_vs_unique(runs)))
+    fit = fit_power_law([p.gflops for p in front], [p.quality for p in front])
+    return MetricReport(metric=metric, modality=modality, runs=tuple(runs), points=points,
+                        front=front, fit=fit, pairs=tuple(ilsd_vanilla_pairs(runs)),
+                        vs_unique=tuple(looped_vs_unique(runs)))
+
+
+def _group_runs(runs: Sequence[RunEval]) -> dict[tuple[str, str], list[RunEval]]:
+    """Runs by (modality, metric), groups in order of their first run.
+
+    Output names carry the metric only, so one metric on two modalities (FID of images and FID
+    of video frames) would write both into one file: refused, naming a run of each.
+    """
+    groups: dict[tuple[str, str], list[RunEval]] = {}
+    for run in runs:
+        groups.setdefault((run.modality, run.metric), []).append(run)
+    first: dict[str, RunEval] = {}
+    for (modality, metric), members in groups.items():
+        other = first.setdefault(metric, members[0])
+        if other.modality != modality:
+            raise ValueError(
+                f"metric {metric!r} is used for two modalities: {other.modality!r} "
+                f"(run {other.run!r}) and {modality!r} (run {members[0].run!r}); their outputs "
+                "would share file names")
+    return groups
+
+
+def build_report(grid: Mapping[str, Any], runs_dir: str | Path,
+                 steps: int | None = None) -> Report:
+    """Read the grid's eval.json files and compute, per metric, the front, fit and comparisons."""
+    runs = load_runs(grid, runs_dir, steps=steps)
+    groups = tuple(_metric_report(metric, modality, members)
+                   for (modality, metric), members in _group_runs(runs).items())
+    return Report(runs=tuple(runs), points=tuple(p for r in runs for p in r.points),
+                  groups=groups)
+
+
+def _write_metric_files(g: MetricReport, out: Path) -> None:
+    n = g.name
+    (out / n("points.csv")).write_text(tables.points_csv(g.points, g.front, g.metric))
+    (out / n("table.md")).write_text(tables.table_markdown(g.points, g.front, g.metric))
+    (out / n("summary.md")).write_text(
+        tables.summary_markdown(g.pairs, g.vs_unique, g.front, g.fit, g.metric, g.modality))
+    (out / n("pareto.json")).write_text(json.dumps(g.pareto_json(), indent=2) + "\n")
+    for template, text in plots.plot_data(g.runs, g.front, g.pairs, g.metric).items():
+        (out / "plots" / n(template)).write_text(text)
+    gflops, params, loops = (out / n(t) for t in FIGURE_TEMPLATES)
+    plots.vs_gflops_figure(g.runs, g.front, g.fit, gflops, g.metric)
+    plots.vs_params_figure(g.runs, params, g.metric)
+    plots.vs_loops_figure(g.runs, g.pairs, loops, g.metric)
 
 
 def _write_files(report: Report, out: Path) -> None:
     (out / "plots").mkdir(parents=True)
-    (out / "points.csv").write_text(tables.points_csv(report.points, report.front))
-    (out / "table.md").write_text(tables.table_markdown(report.points, report.front))
-    (out / "summary.md").write_text(
-        tables.summary_markdown(report.pairs, report.vs_unique, report.front, report.fit))
-    (out / "pareto.json").write_text(json.dumps(report.pareto_json(), indent=2) + "\n")
     (out / "metrics.json").write_text(json.dumps(report.metrics(), indent=2) + "\n")
-    for name, text in plots.plot_data(report.runs, report.front, report.pairs).items():
-        (out / "plots" / name).write_text(text)
-    plots.fid_vs_gflops_figure(report.runs, report.front, report.fit, out / FIGURES[0])
-    plots.fid_vs_params_figure(report.runs, out / FIGURES[1])
-    plots.fid_vs_loops_figure(report.runs, report.pairs, out / FIGURES[2])
+    for g in report.groups:
+        _write_metric_files(g, out)
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
