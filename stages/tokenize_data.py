@@ -1,4 +1,6 @@
-"""Stage tokenize: Beam pipeline, data set split -> data/tokens/ (TFRecord shards + manifest).
+"""Stage tokenize: Beam pipeline, data set split -> data/tokens/ (TFRecord shards + manifest),
+each example stored as an array by the tokenizer's latent spec (manifest "spec": shape, dtype,
+vocab_size).
 
     python stages/tokenize_data.py --params params.yaml
 

@@ -8,7 +8,7 @@ from elt.training.batches import StepBatches
 def _batches(n=10):
     # the in-memory view only; reading real shards is covered by the loader and pipeline tests
     sb = StepBatches.__new__(StepBatches)
-    sb.tokens = np.arange(n * 3, dtype=np.int32).reshape(n, 3)
+    sb.latents = np.arange(n * 3, dtype=np.int32).reshape(n, 3)
     sb.labels = np.arange(n, dtype=np.int32)
     sb.num_examples = n
     sb._perms = {}
@@ -24,4 +24,4 @@ def test_each_epoch_is_a_permutation_and_steps_are_pure():
     np.testing.assert_array_equal(again.indices_for_step(3, 4, seed=3), sb.indices_for_step(3, 4, seed=3))
     assert not np.array_equal(sb.indices_for_step(0, 4, seed=3), sb.indices_for_step(0, 4, seed=4))
     b = sb.batch_for_step(2, 4, seed=3)
-    np.testing.assert_array_equal(b["tokens"][:, 0], 3 * b["labels"])
+    np.testing.assert_array_equal(b["latents"][:, 0], 3 * b["labels"])

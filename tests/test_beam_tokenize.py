@@ -1,18 +1,20 @@
-"""Beam tokenization: equals in-process encoding, byte-identical reruns, folders, mocked tfds,
-atomic output."""
+"""Beam tokenization: equals in-process encoding, byte-identical reruns (int token grids and float
+latents), folders, mocked tfds, atomic output."""
 
 import json
 
 import jax
 import numpy as np
 import pytest
-import tensorflow as tf
 from PIL import Image
 from sklearn.datasets import load_digits
 
 from elt.data import beam_tokenize, digits, shards
 from elt.data.datasets import load_image_dataset
-from elt.tokenizers import vq
+from elt.data.loader import LatentData
+from elt.data.spec import LatentSpec
+from elt.integrity import write_manifest
+from elt.tokenizers import register_tokenizer, vq
 from elt.tokenizers.train import fit
 
 SIZE = 16
@@ -63,14 +65,9 @@ def setup_dirs(tmp_path_factory):
 
 
 def read_shards(out_dir):
-    manifest = shards.read_manifest(str(out_dir))
-    recs = []
-    for s in manifest["shards"]:
-        ds = tf.data.TFRecordDataset(str(out_dir / s["file"])).map(
-            shards.parse_fn(manifest["num_tokens"])
-        )
-        recs.extend(ds.as_numpy_iterator())
-    return manifest, recs
+    """(manifest, {latents, labels, index}) of a written directory, verified as training reads it."""
+    data = LatentData(str(out_dir))
+    return data.manifest, data.read()
 
 
 def test_beam_equals_in_process_and_is_byte_identical(setup_dirs):
@@ -91,20 +88,22 @@ def test_beam_equals_in_process_and_is_byte_identical(setup_dirs):
     )
     ds = load_image_dataset("digits", "train", data_dir, SIZE)
     images, labels = ds.read(0, ds.num_examples)
-    ref = tok.encode(images).reshape(len(images), -1)
+    ref = tok.encode(images)
     top, tie = top_two(tok, images)
     manifest, recs = read_shards(out1)
     assert manifest == m1
     assert manifest["total"] == 1797 == sum(s["count"] for s in manifest["shards"])
     assert [s["count"] for s in manifest["shards"]] == [599, 599, 599]
-    assert manifest["grid"] == [4, 4] and manifest["vocab_size"] == 32
+    assert manifest["spec"] == {"shape": [4, 4], "dtype": "int32", "vocab_size": 32}
+    assert manifest["split"] == "train" and manifest["image_size"] == SIZE
     assert manifest["num_classes"] == 10 and manifest["tokenizer"] == tok.identity
     assert manifest["dataset"] == ds.identity
-    idx = np.array([r["index"] for r in recs])
+    idx = recs["index"]
     np.testing.assert_array_equal(idx, np.arange(1797))  # sorted within and across shards
-    tokens1 = np.stack([r["tokens"] for r in recs])
+    tokens1 = recs["latents"]
+    assert tokens1.shape == (1797, 4, 4) and tokens1.dtype == np.int32
     assert_same_tokens(tokens1, ref, top, tie)
-    np.testing.assert_array_equal(np.array([r["labels"] for r in recs]), labels)
+    np.testing.assert_array_equal(recs["labels"], labels)
     # Another run with other batching and parallelism writes the same records, and the very same
     # bytes for every shard whose tokens are the same (all, unless a near-tie flipped).
     out2 = root / "tokens2"
@@ -122,9 +121,9 @@ def test_beam_equals_in_process_and_is_byte_identical(setup_dirs):
         direct_running_mode="in_memory",
     )
     _, recs2 = read_shards(out2)
-    np.testing.assert_array_equal([r["index"] for r in recs2], idx)
-    np.testing.assert_array_equal([r["labels"] for r in recs2], labels)
-    tokens2 = np.stack([r["tokens"] for r in recs2])
+    np.testing.assert_array_equal(recs2["index"], idx)
+    np.testing.assert_array_equal(recs2["labels"], labels)
+    tokens2 = recs2["latents"]
     assert_same_tokens(tokens2, tokens1, top, tie)
 
     def without_sha(m):
@@ -181,9 +180,8 @@ def test_image_folder_and_mocked_tfds_through_beam(setup_dirs, tmp_path):
     images, labels = ds.read(0, 10)
     _, recs = read_shards(tmp_path / "out")
     assert m["num_classes"] == 2 and m["total"] == 10
-    tokens = np.stack([r["tokens"] for r in recs])
-    assert_same_tokens(tokens, tok.encode(images), *top_two(tok, images))
-    np.testing.assert_array_equal([r["labels"] for r in recs], [0] * 5 + [1] * 5)
+    assert_same_tokens(recs["latents"], tok.encode(images), *top_two(tok, images))
+    np.testing.assert_array_equal(recs["labels"], [0] * 5 + [1] * 5)
     # A large tfds data set by name, its reader mocked. The mock patches tf.io.gfile globally
     # while reading (not thread-safe), so this run uses one in-process worker.
     import tensorflow_datasets as tfds
@@ -207,9 +205,75 @@ def test_image_folder_and_mocked_tfds_through_beam(setup_dirs, tmp_path):
         )
     _, recs = read_shards(tmp_path / "cifar")
     assert m["total"] == 9 and m["num_classes"] == 10 and m["dataset"].startswith("tfds:cifar10")
-    tokens = np.stack([r["tokens"] for r in recs])
-    assert_same_tokens(tokens, tok.encode(images), *top_two(tok, images))
-    np.testing.assert_array_equal([r["labels"] for r in recs], labels)
+    assert_same_tokens(recs["latents"], tok.encode(images), *top_two(tok, images))
+    np.testing.assert_array_equal(recs["labels"], labels)
+
+
+class CodeVectors:
+    """Test-only tokenizer kind with continuous latents: a VQ tokenizer's quantised code vectors
+    (float32 [h, w, D]), decoded by its decoder. Exercises the float path of the pipeline."""
+
+    kind = "vq-code-vectors-test"
+
+    def __init__(self, tok):
+        self.vq = tok
+        self.spec = LatentSpec((*tok.spec.shape, tok.cfg.embed_dim), "float32")
+        self.image_size = tok.image_size
+        self.identity = f"{self.kind}-{tok.identity}"
+
+    def encode(self, images):
+        return self.vq.latents_of(self.vq.encode(images))
+
+    def decode(self, latents):
+        return self.vq.decode_latents(latents)
+
+    @classmethod
+    def load(cls, path, meta):
+        return cls(vq.VQTokenizer.load(path, meta))
+
+
+register_tokenizer(CodeVectors.kind, CodeVectors.load)
+
+
+def test_float_latents_through_beam_are_byte_identical(setup_dirs, tmp_path):
+    root, tok = setup_dirs
+    # The VQ checkpoint relabelled as the float kind (its file manifest rewritten to match).
+    tok.save(str(tmp_path / "ftok"))
+    meta = json.loads((tmp_path / "ftok" / "tokenizer.json").read_text())
+    (tmp_path / "ftok" / "tokenizer.json").write_text(json.dumps({**meta, "kind": CodeVectors.kind}))
+    write_manifest(tmp_path / "ftok")
+    rng = np.random.default_rng(2)
+    for cls in ("a", "b"):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        for i in range(6):
+            Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(
+                tmp_path / "imgs" / cls / f"{i}.png"
+            )
+    # Same batching (hence the same compiled programs), other parallelism: the same bytes.
+    common = dict(batch_size=4, read_size=4, num_shards=2)
+    runs = [
+        beam_tokenize.run(str(tmp_path / "imgs"), "train", None, SIZE, str(tmp_path / "ftok"),
+                          str(tmp_path / out), **common, **mode)
+        for out, mode in [("f1", dict(direct_num_workers=2)),
+                          ("f2", dict(direct_num_workers=1, direct_running_mode="in_memory"))]
+    ]
+    assert runs[0] == runs[1]
+    assert runs[0]["spec"] == {"shape": [4, 4, 8], "dtype": "float32", "vocab_size": None}
+    assert runs[0]["tokenizer"] == f"{CodeVectors.kind}-{tok.identity}"
+    names = sorted(p.name for p in (tmp_path / "f1").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "f2").iterdir())
+    for name in names:
+        assert (tmp_path / "f1" / name).read_bytes() == (tmp_path / "f2" / name).read_bytes(), name
+    _, recs = read_shards(tmp_path / "f1")
+    z = recs["latents"]
+    assert z.shape == (12, 4, 4, 8) and z.dtype == np.float32
+    np.testing.assert_array_equal(recs["labels"], [0] * 6 + [1] * 6)
+    # Every latent is bit-exactly the code vector of the id the VQ tokenizer picks (up to near-ties).
+    codes = tok.latents_of(np.arange(32, dtype=np.int32).reshape(2, 4, 4)).reshape(32, 8)  # [K, D]
+    ids = np.argmax(z @ codes.T, axis=-1).astype(np.int32)
+    np.testing.assert_array_equal(z, tok.latents_of(ids))
+    images, _ = load_image_dataset(str(tmp_path / "imgs"), "train", None, SIZE).read(0, 12)
+    assert_same_tokens(ids, tok.encode(images), *top_two(tok, images))
 
 
 def test_work_items_cover_each_index_once():

@@ -9,6 +9,7 @@ import pytest
 from sklearn.datasets import load_digits
 
 from elt.data import digits
+from elt.data.spec import LatentSpec
 from elt.integrity import IntegrityError
 from elt.tokenizers import load_tokenizer, tokenizer_kinds, vq
 from elt.tokenizers.train import evaluate, fit
@@ -78,7 +79,8 @@ def test_training_improves_round_trip_and_save_load(images, tmp_path):
     assert 0 < m1["codebook_usage"] <= 1 and 1 <= m1["perplexity"] <= 16
     tokens = after.encode(images[:10])
     assert tokens.shape == (10, 4, 4) and tokens.dtype == np.int32
-    assert after.grid == (4, 4) and after.codebook_size == 16 and after.image_size == 16
+    assert after.spec == LatentSpec((4, 4), "int32", 16)
+    assert after.codebook_size == 16 and after.image_size == 16
     # Batching/padding does not change results: 10 one at a time == 10 together, except where two
     # codes are a near-tie: batch 1 and batch 16 are different programs, whose latents may differ
     # by ~1e-6 (see TIE in test_beam_tokenize.py). Here the closest of these 160 is 2e-4 apart.
@@ -91,7 +93,9 @@ def test_training_improves_round_trip_and_save_load(images, tmp_path):
     assert loaded.identity == after.identity != before.identity
     np.testing.assert_array_equal(loaded.encode(images[:10]), tokens)
     np.testing.assert_array_equal(loaded.decode(tokens), after.decode(tokens))
-    np.testing.assert_array_equal(loaded.decode(tokens.reshape(10, 16)), after.decode(tokens))
+    # decode takes [B, *spec.shape]; flat model sequences are reshaped by the caller.
+    with pytest.raises(ValueError, match=r"expected \[B, 4, 4\], got \[10, 16\]"):
+        loaded.decode(tokens.reshape(10, 16))
     # A checkpoint whose weights differ from its recorded identity is refused.
     meta = json.loads((tmp_path / "tok" / "tokenizer.json").read_text())
     meta["identity"] = "vq-" + "0" * 64
@@ -109,6 +113,32 @@ def test_training_improves_round_trip_and_save_load(images, tmp_path):
         loaded.encode(images[:2].astype(np.float32))
     with pytest.raises(ValueError, match=r"\[0, 16\)"):
         loaded.decode(np.full((1, 4, 4), 16))
+
+
+def test_decode_is_decode_latents_of_latents_of(images):
+    tok, _ = fit(CFG, images, steps=0, batch_size=8, lr=1e-3)
+    tokens = np.random.default_rng(0).integers(0, 16, (5, 4, 4)).astype(np.int32)
+    z = tok.latents_of(tokens)
+    assert z.shape == (5, 4, 4, 8) and z.dtype == np.float32
+    # the unit-norm code vectors of the ids, gathered exactly
+    codes = np.asarray(tok.params["codebook"], np.float64)
+    codes /= np.linalg.norm(codes, axis=-1, keepdims=True)
+    np.testing.assert_allclose(z, codes[tokens], atol=1e-6)
+    np.testing.assert_array_equal(tok.decode(tokens), tok.decode_latents(z))
+    assert tok.decode(tokens).shape == (5, 16, 16, 3) and tok.decode(tokens).dtype == np.uint8
+    # ... and the model's own decode path (one fused program) agrees up to rounding
+    model = vq.VQVAE(CFG)
+    fused = jax.jit(lambda p, t: vq.to_uint8(model.apply({"params": p}, t, method=vq.VQVAE.decode)))
+    diff = np.abs(np.asarray(fused(tok.params, tokens)).astype(int) - tok.decode(tokens).astype(int))
+    assert diff.max() <= 1 and (diff > 0).mean() < 1e-2
+    # Zero examples, and latents off the decoder's shape or dtype
+    assert tok.decode_latents(np.zeros((0, 4, 4, 8), np.float32)).shape == (0, 16, 16, 3)
+    with pytest.raises(ValueError, match=r"float32 \[B, 4, 4, 8\], got float64"):
+        tok.decode_latents(z.astype(np.float64))
+    with pytest.raises(ValueError, match=r"float32 \[B, 4, 4, 8\], got float32 \[5, 4, 4, 4\]"):
+        tok.decode_latents(z[..., :4])
+    with pytest.raises(ValueError, match=r"\[0, 16\)"):
+        tok.latents_of(np.full((1, 4, 4), -1))
 
 
 def test_registry_errors(tmp_path):

@@ -1,4 +1,5 @@
-"""Apache Beam pipeline: images of a data set split -> token shards + manifest.json.
+"""Apache Beam pipeline: images of a data set split -> latent shards + manifest.json, stored by the
+tokenizer's LatentSpec (int32 token grids, float32 latents, any shape; see elt/data/shards.py).
 
   Create(index ranges) -> Reshuffle -> ParDo(EncodeRange) -> GroupByKey(shard) -> ParDo(WriteShard)
 
@@ -28,6 +29,7 @@ import numpy as np
 
 from elt import workdir
 from elt.data import shards as shards_lib
+from elt.data.spec import LatentSpec
 
 _CACHE: dict = {}
 _CACHE_LOCK = threading.Lock()
@@ -42,7 +44,7 @@ def _cached(key, make):
 
 
 class EncodeRange(beam.DoFn):
-    """(shard, start, stop) -> (shard, (start, tokens int32 [n, h*w], labels int32 [n]))."""
+    """(shard, start, stop) -> (shard, (start, latents [n, *spec.shape], labels int32 [n]))."""
 
     def __init__(
         self,
@@ -79,32 +81,33 @@ class EncodeRange(beam.DoFn):
     def process(self, element):
         shard, start, stop = element
         images, labels = self._data.read(start, stop)
-        tokens = np.concatenate(
+        latents = np.concatenate(
             [
                 self._tok.encode(images[a : a + self._batch_size])
                 for a in range(0, len(images), self._batch_size)
             ]
         )
-        tokens = tokens.reshape(len(images), -1)
-        yield shard, (start, tokens.astype(np.int32), labels.astype(np.int32))
+        # A tokenizer that breaks its own spec fails here, naming itself, not in a later stage.
+        latents = self._tok.spec.check(latents, f"tokenizer {self._tokenizer_path} encode output")
+        yield shard, (start, latents, labels.astype(np.int32))
 
 
 class WriteShard(beam.DoFn):
-    """(shard, [(start, tokens, labels)...]) -> shard file + `<shard>.json` info in tmp_dir."""
+    """(shard, [(start, latents, labels)...]) -> shard file + `<shard>.json` info in tmp_dir."""
 
-    def __init__(self, tmp_dir: str, num_shards: int):
-        self._tmp_dir, self._num_shards = tmp_dir, num_shards
+    def __init__(self, tmp_dir: str, num_shards: int, spec: LatentSpec):
+        self._tmp_dir, self._num_shards, self._spec = tmp_dir, num_shards, spec
 
     def process(self, element):
         import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
         shard, batches = element
         batches = sorted(batches, key=lambda b: b[0])
-        tokens = np.concatenate([b[1] for b in batches])
+        latents = np.concatenate([b[1] for b in batches])
         labels = np.concatenate([b[2] for b in batches])
         indices = np.concatenate([np.arange(b[0], b[0] + len(b[1])) for b in batches])
         path = f"{self._tmp_dir}/{shards_lib.shard_name(shard, self._num_shards)}"
-        info = shards_lib.write_shard(path, tokens, labels, indices)
+        info = shards_lib.write_shard(path, latents, labels, indices, spec=self._spec)
         with tf.io.gfile.GFile(path + ".json", "w") as f:
             json.dump(info, f)
         yield info
@@ -160,7 +163,8 @@ def run(
     direct_running_mode: str = "multi_threading",
     pipeline_flags: Iterable[str] = (),
 ) -> dict:
-    """Tokenize `dataset`/`split` with the tokenizer at `tokenizer_path` into `out_dir`.
+    """Encode `dataset`/`split` with the tokenizer at `tokenizer_path` into `out_dir`, stored by
+    the tokenizer's spec.
     Returns the manifest (also written to `out_dir/manifest.json`).
 
     A work item reads `read_size` examples at once (opening a tfds slice costs ~50-100 ms, so
@@ -223,7 +227,7 @@ def run(
                     )
                 )
                 | "ByShard" >> beam.GroupByKey()
-                | "Write" >> beam.ParDo(WriteShard(tmp_dir, num_shards))
+                | "Write" >> beam.ParDo(WriteShard(tmp_dir, num_shards, tok.spec))
             )
         infos = []
         for s in range(num_shards):
@@ -236,19 +240,15 @@ def run(
             raise RuntimeError(
                 f"shards hold {sum(i['count'] for i in infos)} examples, expected {total}"
             )
-        manifest = {
-            "format": shards_lib.FORMAT,
-            "total": total,
-            "shards": infos,
-            "grid": list(tok.grid),
-            "num_tokens": int(np.prod(tok.grid)),
-            "vocab_size": tok.codebook_size,
-            "num_classes": data.num_classes,
-            "tokenizer": tok.identity,
-            "dataset": data.identity,
-            "split": split,
-            "image_size": image_size,
-        }
+        manifest = shards_lib.make_manifest(
+            tok.spec,
+            infos,
+            num_classes=data.num_classes,
+            tokenizer=tok.identity,
+            dataset=data.identity,
+            split=split,
+            image_size=image_size,
+        )
         _publish(tmp_dir, out_dir, infos, manifest)
     finally:
         with _CACHE_LOCK:

@@ -2,8 +2,10 @@
 plus the kind's weights; `load_tokenizer(path)` dispatches on `kind`, so a pretrained checkpoint
 with the same layout (or a new kind registered with `register_tokenizer`) plugs in unchanged.
 
-A Tokenizer has: encode(uint8 [B, H, W, 3]) -> int32 [B, h, w]; decode(tokens) -> uint8
-[B, H, W, 3]; codebook_size; grid (h, w); image_size; identity (hash of config + weights).
+A Tokenizer describes its output by a LatentSpec (elt/data/spec.py): encode(uint8 [B, H, W, 3])
+-> [B, *spec.shape] of spec.dtype (int32 ids for VQ, float32 for continuous latents);
+decode([B, *spec.shape]) -> uint8 [B, H, W, 3]; image_size; identity (hash of config + weights).
+Shards, the loader and the model family read the spec, never a kind's own attributes.
 """
 
 from __future__ import annotations
@@ -13,18 +15,18 @@ from typing import Callable, Protocol
 
 import numpy as np
 
+from elt.data.spec import LatentSpec
 from elt.integrity import verify_manifest
 
 
 class Tokenizer(Protocol):
-    codebook_size: int
-    grid: tuple[int, int]
+    spec: LatentSpec
     image_size: int
     identity: str
 
     def encode(self, images: np.ndarray) -> np.ndarray: ...
 
-    def decode(self, tokens: np.ndarray) -> np.ndarray: ...
+    def decode(self, latents: np.ndarray) -> np.ndarray: ...
 
 
 # kind -> loader(path, meta_from_tokenizer_json) -> Tokenizer

@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from elt.data.spec import LatentSpec
 from elt.integrity import write_manifest
 
 
@@ -136,7 +137,11 @@ class VQVAE(nn.Module):
         return self.quantize(self.encode_latents(x))[0]
 
     def decode(self, ids):
-        return self.decoder(l2_normalize(self.codebook)[ids])
+        return self.decode_latents(l2_normalize(self.codebook)[ids])
+
+    def decode_latents(self, z):
+        """Quantised code vectors [B, h, w, D] -> images in [-1, 1] (what decode feeds the decoder)."""
+        return self.decoder(z)
 
     def __call__(self, x):
         z = self.encode_latents(x)
@@ -208,7 +213,12 @@ def usage_stats(ids: np.ndarray, codebook_size: int) -> dict:
 # The Tokenizer object (what the rest of the pipeline sees)
 # --------------------------------------------------------------------------------------------
 class VQTokenizer:
-    """uint8 images <-> int32 token grids with a trained VQVAE. Jitted, shape-bucketed calls."""
+    """uint8 images <-> int32 token grids with a trained VQVAE. Jitted, shape-bucketed calls.
+
+    Spec: LatentSpec((h, w), "int32", K). Besides the Tokenizer contract it exposes the quantised
+    code vectors: latents_of(tokens) -> float32 [B, h, w, D] and decode_latents(z) -> images, with
+    decode(t) == decode_latents(latents_of(t)) by construction (decode is that composition), so a
+    family with continuous latents can train on the very vectors this decoder consumes."""
 
     kind = "vq"
 
@@ -220,13 +230,17 @@ class VQTokenizer:
         self._encode = jax.jit(
             lambda p, x: model.apply({"params": p}, to_float(x), method=VQVAE.encode)
         )
-        self._decode = jax.jit(
-            lambda p, t: to_uint8(model.apply({"params": p}, t, method=VQVAE.decode))
+        self._decode_latents = jax.jit(
+            lambda p, z: to_uint8(model.apply({"params": p}, z, method=VQVAE.decode_latents))
         )
+        # The unit-norm codebook on the host: latents_of is then an exact gather, with no
+        # compiled program whose rounding could differ between batch sizes.
+        self._codes = np.asarray(l2_normalize(jnp.asarray(params["codebook"], jnp.float32)))
         self._identity = None
 
+    spec = property(lambda self: LatentSpec(self.cfg.grid, "int32", self.cfg.codebook_size))
+    # VQ-specific (codebook usage statistics in elt/tokenizers/train.py); = spec.vocab_size.
     codebook_size = property(lambda self: self.cfg.codebook_size)
-    grid = property(lambda self: self.cfg.grid)
     image_size = property(lambda self: self.cfg.image_size)
 
     @property
@@ -268,27 +282,31 @@ class VQTokenizer:
                 f"encode expects uint8 [B, {s}, {s}, 3], got {images.dtype} {list(images.shape)}"
             )
         if len(images) == 0:
-            return np.zeros((0, *self.grid), np.int32)
+            return np.zeros((0, *self.spec.shape), np.int32)
         return self._bucketed(self._encode, images).astype(np.int32)
 
     def decode(self, tokens: np.ndarray) -> np.ndarray:
-        tokens = np.asarray(tokens)
-        h, w = self.grid
-        if tokens.ndim == 2 and tokens.shape[1] == h * w:
-            tokens = tokens.reshape(-1, h, w)
-        if tokens.ndim != 3 or tokens.shape[1:] != (h, w):
+        """int tokens [B, h, w] -> uint8 images [B, H, W, 3]."""
+        return self.decode_latents(self.latents_of(tokens))
+
+    def latents_of(self, tokens: np.ndarray) -> np.ndarray:
+        """int tokens [B, h, w] -> float32 [B, h, w, D]: the unit-norm code vectors of the ids."""
+        tokens = self.spec.check(tokens, "tokens")
+        return self._codes[tokens]
+
+    def decode_latents(self, z: np.ndarray) -> np.ndarray:
+        """float32 code vectors [B, h, w, D] -> uint8 images [B, H, W, 3]."""
+        z = np.asarray(z)
+        shape = (*self.cfg.grid, self.cfg.embed_dim)
+        if z.ndim != 4 or z.shape[1:] != shape or z.dtype != np.float32:
             raise ValueError(
-                f"decode expects int tokens [B, {h}, {w}] or [B, {h * w}], got {list(tokens.shape)}"
+                f"decode_latents expects float32 [B, {', '.join(map(str, shape))}], got "
+                f"{z.dtype} {list(z.shape)}"
             )
-        if tokens.size and (tokens.min() < 0 or tokens.max() >= self.codebook_size):
-            raise ValueError(
-                f"token ids must lie in [0, {self.codebook_size}), got "
-                f"[{tokens.min()}, {tokens.max()}]"
-            )
-        if len(tokens) == 0:
+        if len(z) == 0:
             s = self.image_size
             return np.zeros((0, s, s, 3), np.uint8)
-        return self._bucketed(self._decode, tokens.astype(np.int32))
+        return self._bucketed(self._decode_latents, z)
 
     # ---- persistence: <dir>/tokenizer.json + <dir>/params (orbax) ----
     def save(self, path: str) -> None:

@@ -1,30 +1,29 @@
 """Training batches that are a pure function of the step number.
 
 Resuming after a kill must give the parameters of an uninterrupted run, so the batch of step s
-cannot depend on an iterator's hidden position. This process's share of the tokens is held in
-host memory (int32 tokens are small: ImageNet at 16x16 is ~1.3 GB split over the hosts) and step
-s takes positions [s*B, (s+1)*B) of an endless stream of seeded per-epoch permutations.
+cannot depend on an iterator's hidden position. This process's share of the latents is held in
+host memory and step s takes positions [s*B, (s+1)*B) of an endless stream of seeded per-epoch
+permutations. Memory: int32 tokens are small (ImageNet at 16x16 is ~1.3 GB in all, split over the
+hosts); float32 latents are not (ImageNet at 32x32x4 is ~21 GB in all).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from elt.data.loader import TokenData
+from elt.data.loader import LatentData
 
 
 class StepBatches:
-    def __init__(self, data: TokenData, process_index: int = 0, process_count: int = 1):
-        self.data = data
-        share = len(range(process_index, data.num_examples, process_count))
-        if share < 1:
-            raise ValueError(f"{data.tokens_dir}: process {process_index}/{process_count} holds no examples")
-        parts = list(
-            data.batches(share, epochs=1, shuffle=False, drop_remainder=False,
-                         process_index=process_index, process_count=process_count)
-        )
-        self.tokens = np.concatenate([p["tokens"] for p in parts]).astype(np.int32)
-        self.labels = np.concatenate([p["labels"] for p in parts]).astype(np.int32)
+    """Batches {"latents": [B, *spec.shape] of spec.dtype, "labels": int32 [B]}."""
+
+    def __init__(self, data: LatentData, process_index: int = 0, process_count: int = 1):
+        self.spec = data.spec
+        share = data.read(process_index, process_count)
+        if len(share["labels"]) < 1:
+            raise ValueError(f"{data.latents_dir}: process {process_index}/{process_count} holds no examples")
+        self.latents = share["latents"]
+        self.labels = share["labels"]
         self.num_examples = len(self.labels)
         self._perms: dict[tuple[int, int], np.ndarray] = {}
 
@@ -46,8 +45,8 @@ class StepBatches:
 
     def batch_for_step(self, step: int, batch_size: int, seed: int) -> dict[str, np.ndarray]:
         idx = self.indices_for_step(step, batch_size, seed)
-        return {"tokens": self.tokens[idx], "labels": self.labels[idx]}
+        return {"latents": self.latents[idx], "labels": self.labels[idx]}
 
     def eval_batch(self, size: int, seed: int) -> dict[str, np.ndarray]:
         idx = np.random.default_rng(seed).permutation(self.num_examples)[:size]
-        return {"tokens": self.tokens[idx], "labels": self.labels[idx]}
+        return {"latents": self.latents[idx], "labels": self.labels[idx]}
