@@ -1,25 +1,20 @@
-"""Unit tests of the tracking helpers: scrubbing, flattening, hashing, default store location."""
+"""Unit tests of tracking without a server: scrubbing, default store location, bad input, JAX processes."""
 
 from __future__ import annotations
 
-import hashlib
-import json
+import subprocess
+import sys
+import types
 from pathlib import Path
 
 import pytest
 
-from elt.tracking import (
-    REDACTED,
-    default_tracking_uri,
-    find_repo_root,
-    flatten_params,
-    is_sensitive_key,
-    params_hash,
-    resolve_tracking_uri,
-    scrub_mapping,
-    scrub_value,
-)
-from elt.tracking.store import artifact_root_for
+from elt.tracking import RunTracker
+from elt.tracking.run_tracker import resolve_tracking_uri
+from elt.tracking.scrub import REDACTED, is_sensitive_key, scrub_mapping, scrub_value
+
+REPO = Path(__file__).resolve().parents[1]
+DOWN = "http://127.0.0.1:9"  # nothing listens: any store call would fail (and warn)
 
 
 # ---------------------------------------------------------------- scrubber
@@ -71,37 +66,32 @@ def test_scrub_mapping_redacts_sensitive_keys_and_secret_urls():
                    "elt.run_key": "tiny-2x2-ilsd"}
 
 
-# ---------------------------------------------------------------- params
-def test_flatten_params_nested_and_lists():
-    flat = flatten_params({"model": {"d": 64, "mlp": {"dim": 256}}, "sample": {"loops": [1, 2, 4]},
-                           "seed": 0})
-    assert flat == {"model.d": 64, "model.mlp.dim": 256, "sample.loops": "[1, 2, 4]", "seed": 0}
-    assert flatten_params({"a": 1}, prefix="train") == {"train.a": 1}
+# ---------------------------------------------------------------- caller mistakes
+@pytest.mark.parametrize("bad", [[1, 2], "x", {1: "a"}, {"": 1}, {"model": {2: "b"}}])
+def test_bad_params_raise_before_any_call(bad):
+    with pytest.raises(TypeError, match="param"):
+        RunTracker.for_grid_point("k", tracking_uri=DOWN).log_params(bad)
 
 
-def test_flatten_params_dataclass():
-    import dataclasses
-
-    @dataclasses.dataclass
-    class Model:
-        N: int = 2
-        L_max: int = 4
-
-    assert flatten_params({"model": Model()}) == {"model.N": 2, "model.L_max": 4}
-
-
-@pytest.mark.parametrize("bad", [[1, 2], "x", {1: "a"}, {"": 1}])
-def test_flatten_params_rejects_bad_input(bad):
+def test_bad_input_raises_before_any_call(tmp_path):
+    run = RunTracker.for_grid_point("bad-input", tracking_uri=DOWN)
+    with pytest.raises(TypeError, match="fid"):
+        run.log_metrics({"fid": "high"})
+    with pytest.raises(ValueError, match="metric name"):
+        run.log_metrics({"fid!": 1.0})
+    with pytest.raises(TypeError, match="step"):
+        run.log_metric_history("fid", {"two": 1.0})
+    with pytest.raises(TypeError, match="step"):
+        run.log_metrics({"fid": 1.0}, step=1.5)
+    with pytest.raises(ValueError, match="tag name"):
+        run.set_tags({"a@b": 1})
+    with pytest.raises(FileNotFoundError, match="nope.json"):
+        run.log_artifact(tmp_path / "nope.json")
     with pytest.raises(TypeError):
-        flatten_params(bad)
-
-
-def test_params_hash_matches_hand_computation_and_ignores_order():
-    canonical = json.dumps({"a": "1", "b": "x"}, sort_keys=True)
-    expected = hashlib.sha256(canonical.encode()).hexdigest()[:12]
-    assert params_hash({"b": "x", "a": 1}) == expected
-    assert params_hash({"a": 1, "b": "x"}) == expected
-    assert params_hash({"a": 2, "b": "x"}) != expected
+        run.log_dict({"x": object()}, "x.json")
+    with pytest.raises(ValueError, match="run_key"):
+        RunTracker.for_grid_point("it's", tracking_uri=DOWN)
+    assert run.enabled and run.run_id is None  # nothing reached the store, nothing switched off
 
 
 # ---------------------------------------------------------------- store location
@@ -114,12 +104,18 @@ def test_default_uri_is_absolute_at_dvc_root(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("DVC_ROOT", raising=False)
     monkeypatch.chdir(work)
-    expected_db = repo.resolve() / "mlflow.db"
-    assert find_repo_root() == repo.resolve()
-    assert default_tracking_uri() == f"sqlite:///{expected_db}"
-    assert resolve_tracking_uri() == f"sqlite:///{expected_db}"
+    assert resolve_tracking_uri() == f"sqlite:///{repo.resolve() / 'mlflow.db'}"
     assert resolve_tracking_uri().startswith("sqlite:////")  # four slashes: an absolute path
-    assert artifact_root_for(resolve_tracking_uri()) == (repo.resolve() / "mlruns").as_uri()
+    assert RunTracker.for_grid_point("k").tracking_uri == resolve_tracking_uri()
+
+
+def test_git_root_when_there_is_no_dvc(tmp_path, monkeypatch):
+    (tmp_path / ".git").mkdir()
+    (tmp_path / "sub").mkdir()
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    monkeypatch.chdir(tmp_path / "sub")
+    assert resolve_tracking_uri() == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
 
 
 def test_dvc_root_env_wins_over_cwd(tmp_path, monkeypatch):
@@ -131,19 +127,20 @@ def test_dvc_root_env_wins_over_cwd(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setenv("DVC_ROOT", str(original))
     monkeypatch.chdir(temp_copy)
-    assert default_tracking_uri() == f"sqlite:///{original.resolve() / 'mlflow.db'}"
+    assert resolve_tracking_uri() == f"sqlite:///{original.resolve() / 'mlflow.db'}"
 
 
 def test_dvc_root_env_must_exist(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setenv("DVC_ROOT", str(tmp_path / "missing"))
     with pytest.raises(ValueError, match="DVC_ROOT"):
-        find_repo_root()
+        resolve_tracking_uri()
 
 
 def test_env_tracking_uri_overrides(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://tracking.example:5000")
-    assert resolve_tracking_uri(tmp_path) == "http://tracking.example:5000"
-    assert artifact_root_for("http://tracking.example:5000") is None
+    monkeypatch.chdir(tmp_path)
+    assert resolve_tracking_uri() == "http://tracking.example:5000"
 
 
 def test_default_uri_matches_what_mlflow_ui_reads(tmp_path, monkeypatch):
@@ -157,4 +154,35 @@ def test_default_uri_matches_what_mlflow_ui_reads(tmp_path, monkeypatch):
     monkeypatch.delenv("DVC_ROOT", raising=False)
     monkeypatch.chdir(tmp_path)
     relative_db = DEFAULT_TRACKING_URI.removeprefix("sqlite:///")
-    assert default_tracking_uri() == path_to_local_sqlite_uri(str(Path(relative_db).resolve()))
+    assert resolve_tracking_uri() == path_to_local_sqlite_uri(str(Path(relative_db).resolve()))
+
+
+# ---------------------------------------------------------------- multi-process JAX
+def _fake_jax(monkeypatch, index: int) -> None:
+    jax = types.ModuleType("jax")
+    jax.process_index = lambda: index
+    monkeypatch.setitem(sys.modules, "jax", jax)
+
+
+def test_only_jax_process_0_logs(tmp_path, monkeypatch):
+    store = tmp_path / "mlflow.db"
+    (tmp_path / "eval.json").write_text("{}")
+    _fake_jax(monkeypatch, 1)
+    with RunTracker.for_grid_point("k", stage="train", config={"a": 1}, tracking_uri=f"sqlite:///{store}") as run:
+        run.log_metrics({"loss": 1.0}, step=1)
+        run.log_metric_history("fid", {1: 2.0})
+        run.log_artifact(tmp_path / "eval.json")
+        run.log_dict({"a": 1}, "a.json")
+        run.set_tags({"note": "x"})
+        with pytest.raises(TypeError):  # caller mistakes still raise in every process
+            run.log_metrics({"fid": "high"})
+    assert not run.enabled and run.run_id is None
+    assert not store.exists()  # no store was even opened
+    _fake_jax(monkeypatch, 0)
+    assert RunTracker.for_grid_point("k", tracking_uri=f"sqlite:///{store}").enabled
+
+
+def test_importing_tracking_does_not_import_jax():
+    code = "import sys, elt.tracking; assert 'jax' not in sys.modules, 'jax imported'"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
