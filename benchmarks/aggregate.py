@@ -12,11 +12,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# `python benchmarks/aggregate.py` puts benchmarks/ first on sys.path, where benchmarks/tokenize.py
-# shadows the standard library's tokenize (numpy imports it via inspect -> linecache).
-HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
-
 import argparse  # noqa: E402
 import json  # noqa: E402
 import tempfile  # noqa: E402
@@ -24,7 +19,7 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-ROOT = HERE.parent
+ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from elt.aggregate import (build_report, fit_power_law, pareto_front,  # noqa: E402

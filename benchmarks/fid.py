@@ -12,10 +12,6 @@ from __future__ import annotations
 import os
 import sys
 
-# Running a script puts its folder first on sys.path, and benchmarks/tokenize.py would then shadow
-# the standard library's tokenize (imported by inspect, numpy, ...). Drop that entry before imports.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
 
 import argparse
 import json

@@ -2,7 +2,7 @@
 
 The train stage checks the loss of every logged step on the host (values it fetches for the log
 anyway) and, before every checkpoint save, the parameters with one jitted reduction
-(elt.training.finite.all_finite). This prints, for the default grid's tiny model (d 64, N=2,
+(elt.core.finite.all_finite). This prints, for the default grid's tiny model (d 64, N=2,
 L_max=3, batch 32) and for scale S: the median train step, the median all_finite call (compiled),
 its one-time compile, and the ratio check/step, measured in this one run. The last line is JSON.
 """
@@ -23,9 +23,11 @@ import time  # noqa: E402
 
 import jax  # noqa: E402
 
-from elt.models import build_model  # noqa: E402
-from elt.training import TrainConfig, create_train_state, make_train_step  # noqa: E402
-from elt.training.finite import all_finite, nonfinite  # noqa: E402
+from elt import families  # noqa: E402
+from elt.config import TrainConfig  # noqa: E402
+from elt.core.finite import all_finite, nonfinite  # noqa: E402
+from elt.core.train_step import create_train_state, make_train_step  # noqa: E402
+from elt.families.maskgit.config import TrainConfig as MaskGITTrainConfig  # noqa: E402
 
 SCALES = {"tiny": dict(d_model=64, mlp_dim=256, num_heads=4), "S": dict(d_model=384, mlp_dim=1536, num_heads=6)}
 
@@ -40,12 +42,14 @@ def _median_ms(fn, repeats: int) -> float:
 
 
 def measure(scale: str) -> dict:
-    model = build_model("maskgit", codebook_size=128, num_classes=10, grid=(8, 8), N=2, **SCALES[scale])
-    tc = TrainConfig(batch_size=32, total_steps=1000, L_max=3, ilsd=True, warmup_steps=10)
+    model = families.module("maskgit", "model").model_from_config(
+        dict(codebook_size=128, num_classes=10, grid=(8, 8), N=2, **SCALES[scale]))
+    # The old TrainConfig defaults (lr 1e-4, label_drop 0.1, label_smoothing 0.1): the same step.
+    tc = TrainConfig(batch_size=32, steps=1000, lr=1e-4, warmup_steps=10, label_drop=0.1)
     state = create_train_state(model, tc, jax.random.key(0))
-    step = make_train_step(model, tc)
+    step = make_train_step(families.module("maskgit", "losses"), model, tc, 3, True, MaskGITTrainConfig())
     r1, r2 = jax.random.split(jax.random.key(1))
-    batch = {"tokens": jax.random.randint(r1, (32, model.seq_len), 0, 128),
+    batch = {"latents": jax.random.randint(r1, (32, model.seq_len), 0, 128).reshape(32, *model.cfg.grid),
              "labels": jax.random.randint(r2, (32,), 0, 10)}
     box = {"state": state}
 

@@ -50,7 +50,7 @@ def main() -> None:
 
         big = dict(params)
         scale = next(iter(big["scales"]))
-        big["grid"] = {f"p{i:02d}-{1 + i % 4}x{2 + i % 3}": {"scale": scale, "N": 1 + i % 4, "L_max": 2 + i % 3, "ilsd": bool(i % 2)} for i in range(args.points)}
+        big["grid"] = {f"p{i:02d}-{1 + i % 4}x{2 + i % 3}": {"family": "maskgit", "scale": scale, "N": 1 + i % 4, "L_max": 2 + i % 3, "ilsd": bool(i % 2)} for i in range(args.points)}
         repo50 = make_repo(Path(tmp) / "repo50", big)
         status_s, _ = timed(lambda: dvc(repo50, "status", env=env))
         print(f"dvc status ({args.points}-point grid, 3 stages each): {status_s:.2f} s", flush=True)

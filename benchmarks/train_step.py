@@ -3,7 +3,7 @@
 Figures, all measured in this one run:
   ilsd_over_vanilla     ILSD step time / vanilla-looping step time, same N x L_max (target <= 1.03)
   looped_over_unique    N x L looped step / N*L unique-layer step, both on the L_max exit (target <= 1.05)
-  mfu                   model FLOPs/s of the ILSD step (formula, elt.evaluation.flops) / float32
+  mfu                   model FLOPs/s of the ILSD step (formula, elt.families.maskgit.flops) / float32
                         matmul peak measured here with jnp.dot (target >= 0.5)
   sample_seconds_per_loop  {L: seconds for one batch of samples} for L = 1 .. L_max + 2
   peak_rss_mb           peak RSS of a train step at two L_max, with/without remat (one subprocess each)
@@ -36,10 +36,24 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import psutil  # noqa: E402
 
-from elt.evaluation.flops import flops_per_train_step  # noqa: E402
-from elt.models import build_model  # noqa: E402
-from elt.sampling import SamplerConfig, make_sampler  # noqa: E402
-from elt.training import TrainConfig, create_train_state, make_train_step  # noqa: E402
+from elt import families  # noqa: E402
+from elt.config import TrainConfig  # noqa: E402
+from elt.core.train_step import create_train_state, make_train_step  # noqa: E402
+from elt.families.maskgit.config import SampleConfig  # noqa: E402
+from elt.families.maskgit.config import TrainConfig as MaskGITTrainConfig  # noqa: E402
+from elt.families.maskgit.flops import flops_per_train_step  # noqa: E402
+from elt.families.maskgit.sampler import make_sampler  # noqa: E402
+
+LOSSES = families.module("maskgit", "losses")  # the family's training contract
+
+
+def build_model(**kw):
+    return families.module("maskgit", "model").model_from_config(kw)
+
+
+def train_config(batch, steps, warmup_steps):
+    """The old TrainConfig defaults (lr 1e-4, label_drop 0.1; label_smoothing 0.1 is the family's)."""
+    return TrainConfig(batch_size=batch, steps=steps, lr=1e-4, warmup_steps=warmup_steps, label_drop=0.1)
 
 # Scale S of the paper (d 384, MLP 1536, 6 heads) on 8x8 tokens: big enough that matmuls dominate.
 MODEL = dict(codebook_size=256, num_classes=10, grid=(8, 8), d_model=384, num_heads=6, mlp_dim=1536, unroll=True)
@@ -53,7 +67,7 @@ RSS_BATCH, RSS_L_MAX = 16, (2, 6)
 def _batch(model, B, seed=0):
     r1, r2 = jax.random.split(jax.random.key(seed))
     return {
-        "tokens": jax.random.randint(r1, (B, model.seq_len), 0, model.cfg.codebook_size),
+        "latents": jax.random.randint(r1, (B, model.seq_len), 0, model.cfg.codebook_size).reshape(B, *model.cfg.grid),
         "labels": jax.random.randint(r2, (B,), 0, model.cfg.num_classes),
     }
 
@@ -90,10 +104,10 @@ class MatmulPeak:
 
 class StepRunner:
     def __init__(self, model_kw, L_max, ilsd, remat=False, batch=BATCH):
-        self.model = build_model("maskgit", **dict(model_kw, remat=remat))
-        self.tc = TrainConfig(batch_size=batch, total_steps=1000, L_max=L_max, ilsd=ilsd, warmup_steps=10)
+        self.model = build_model(**dict(model_kw, remat=remat))
+        self.tc = train_config(batch, 1000, 10)
         self.state = create_train_state(self.model, self.tc, jax.random.key(0))
-        self.step = make_train_step(self.model, self.tc)
+        self.step = make_train_step(LOSSES, self.model, self.tc, L_max, ilsd, MaskGITTrainConfig())
         self.batch = _batch(self.model, batch)
         self.times, self.cpu_times = [], []
         self.i = 0
@@ -122,12 +136,12 @@ def rss_probe(L_max: int, remat: bool) -> None:
     ``after_init_mb`` (RSS once params and optimizer state exist, before the step is compiled)
     separates the fixed cost from what the step's activations and compilation add.
     """
-    model = build_model("maskgit", **dict(RSS_MODEL, remat=remat))
-    tc = TrainConfig(batch_size=RSS_BATCH, total_steps=10, L_max=L_max, warmup_steps=1)
+    model = build_model(**dict(RSS_MODEL, remat=remat))
+    tc = train_config(RSS_BATCH, 10, 1)
     state = create_train_state(model, tc, jax.random.key(0))
     _block(state)
     after_init = psutil.Process().memory_info().rss / 2**20
-    step = make_train_step(model, tc)
+    step = make_train_step(LOSSES, model, tc, L_max, True, MaskGITTrainConfig())
     batch = _batch(model, RSS_BATCH)
     for i in range(2):
         state, m = step(state, batch, jax.random.key(i))
@@ -181,10 +195,10 @@ def main():
     print(f"ilsd_over_vanilla {ilsd_over_vanilla:.3f}  looped_over_unique {looped_over_unique:.3f}")
 
     # Sampling time per loop count: one compiled sampler, L passed at run time.
-    sc = SamplerConfig(steps=24)
+    sc = SampleConfig(steps=24)
     model = runners["ilsd"].model
     params = runners["ilsd"].state.params
-    sample = make_sampler(model, sc)
+    sample = make_sampler(model, sc, cfg_scale=1.0)
     labels = jnp.arange(4, dtype=jnp.int32) % model.cfg.num_classes
     sample(params, labels, 1, jax.random.key(0)).block_until_ready()
     sample_seconds = {}

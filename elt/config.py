@@ -18,8 +18,18 @@ from typing import Any, Mapping
 
 import yaml
 
-MODEL_FAMILIES = ("maskgit",)  # diffusion and video plug in here as named choices
-TOKENIZER_KINDS = ("vq",)
+# tokenizer kind -> its typed config (the `tokenizer` section), importable without jax
+TOKENIZER_CONFIGS = {"vq": ("elt.tokenizers.vq_config", "VQConfig")}
+DEFAULT_FAMILY = "maskgit"  # a grid point without `family:` (params files older than families)
+# Keys that moved into a family's section: an old params file gets told where they went.
+MOVED = {
+    "train.family": "grid.<run>.family",
+    "train.label_smoothing": "families.maskgit.train.label_smoothing",
+    "sample.steps": "families.maskgit.sample.steps",
+    "sample.temperature_bias": "families.maskgit.sample.temperature_bias",
+    "sample.temperature_scale": "families.maskgit.sample.temperature_scale",
+    "sample.choice_temperature": "families.maskgit.sample.choice_temperature",
+}
 
 
 class ConfigError(ValueError):
@@ -42,21 +52,6 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
-class TokenizerConfig:
-    kind: str = "vq"
-    checkpoint: str | None = None  # a pretrained tokenizer by path instead of training one
-    downsample: int = 4
-    codebook_size: int = 128
-    embed_dim: int = 32
-    channels: int = 64
-    steps: int = 1500
-    batch_size: int = 64
-    lr: float = 1e-3
-    commitment: float = 0.25
-    seed: int = 0
-
-
-@dataclass(frozen=True)
 class TokenizeConfig:
     batch_size: int = 128
     num_shards: int = 4
@@ -75,13 +70,22 @@ class Scale:
     d_model: int
     mlp_dim: int
     num_heads: int
-    baseline_layers: int | None = None
     overrides: Mapping[str, Any] = field(default_factory=dict)
+
+    def check(self, key: str) -> None:
+        for f in ("d_model", "mlp_dim", "num_heads"):
+            _positive(f"{key}.{f}", getattr(self, f))
+        if self.d_model % self.num_heads:
+            raise ConfigError(f"{key}.num_heads", f"{self.num_heads} heads do not divide d_model {self.d_model}")
+        bad = sorted(set(self.overrides) - {f.name for f in dataclasses.fields(TrainConfig)})
+        if bad:
+            raise ConfigError(f"{key}.overrides.{bad[0]}", "not a train hyper-parameter")
 
 
 @dataclass(frozen=True)
-class TrainHyper:
-    family: str = "maskgit"
+class TrainConfig:
+    """`train`: what every family trains with (its own loss settings: families.<f>.train)."""
+
     batch_size: int = 64
     steps: int = 1000
     lr: float = 1e-4
@@ -89,13 +93,27 @@ class TrainHyper:
     b2: float = 0.96
     weight_decay: float = 0.045
     warmup_steps: int = 100
-    label_drop: float = 0.1
-    label_smoothing: float = 0.1
-    L_min: int = 1
+    decay: str = "cosine"  # after warmup: "cosine" to 0 or "constant"
+    label_drop: float = 0.1  # CFG training: labels dropped to the unconditional class
+    L_min: int = 1  # smallest student exit of ILSD
     remat: bool = False
     checkpoint_every: int = 200
     log_every: int = 25
     seed: int = 0
+
+    def check(self, key: str) -> None:
+        for name in ("batch_size", "steps", "checkpoint_every", "log_every"):
+            _positive(f"{key}.{name}", getattr(self, name))
+        _positive(f"{key}.lr", self.lr)
+        _positive(f"{key}.warmup_steps", self.warmup_steps, allow_zero=True)
+        _positive(f"{key}.weight_decay", self.weight_decay, allow_zero=True)
+        for name in ("b1", "b2", "label_drop"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ConfigError(f"{key}.{name}", f"must be in [0, 1), got {getattr(self, name)}")
+        if self.decay not in ("cosine", "constant"):
+            raise ConfigError(f"{key}.decay", f"must be 'cosine' or 'constant', got {self.decay!r}")
+        if self.L_min < 1:
+            raise ConfigError(f"{key}.L_min", f"must be >= 1, got {self.L_min}")
 
 
 @dataclass(frozen=True)
@@ -110,6 +128,7 @@ class GridPoint:
     N: int
     L_max: int
     ilsd: bool
+    family: str = DEFAULT_FAMILY
 
     @property
     def kind(self) -> str:
@@ -120,15 +139,37 @@ class GridPoint:
 
 @dataclass(frozen=True)
 class SampleConfig:
+    """`sample`: what every family samples with (its sampler settings: families.<f>.sample)."""
+
     loops: tuple[int, ...] = (1, 2, 3, 4)  # loop counts L to sample at (may exceed L_max)
-    steps: int = 8  # K MaskGIT decoding steps
     num_samples: int = 100
     batch_size: int = 50
-    temperature_bias: float = 0.5  # STemp = bias + scale * (1 - (k+1)/K)
-    temperature_scale: float = 0.8
-    choice_temperature: float = 4.5
-    cfg_scale: float = 1.0  # logits = u + s*(c - u); 1 = no guidance (one pass)
+    cfg_scale: float = 1.0  # u + s*(c - u); 1 = no guidance (one pass)
     seed: int = 0
+
+    def check(self, key: str) -> None:
+        if not self.loops:
+            raise ConfigError(f"{key}.loops", "must list at least one loop count")
+        for i, L in enumerate(self.loops):
+            if isinstance(L, bool) or not isinstance(L, int) or L < 1:
+                raise ConfigError(f"{key}.loops[{i}]", f"loop counts must be integers >= 1, got {L!r}")
+        if len(set(self.loops)) != len(self.loops):
+            raise ConfigError(f"{key}.loops", f"duplicate loop counts in {list(self.loops)}")
+        for name in ("num_samples", "batch_size"):
+            _positive(f"{key}.{name}", getattr(self, name))
+        _positive(f"{key}.cfg_scale", self.cfg_scale, allow_zero=True)
+
+
+@dataclass(frozen=True)
+class FamilyConfig:
+    """`families.<name>`: one family's typed settings (classes from elt/families/<name>/config.py)."""
+
+    name: str
+    train: Any
+    sample: Any
+    quality_metric: str
+    modality: str
+    tokenizer_kind: str
 
 
 @dataclass(frozen=True)
@@ -143,14 +184,14 @@ class EvalConfig:
 class Params:
     seed: int
     data: DataConfig
-    tokenizer: TokenizerConfig
+    tokenizer: Any  # the tokenizer kind's config (elt/tokenizers/<kind>_config.py)
     tokenize: TokenizeConfig
     scales: Mapping[str, Scale]
-    train: TrainHyper
+    train: TrainConfig
     grid: Mapping[str, GridPoint]
     sample: SampleConfig
     eval: EvalConfig
-    raw: Mapping[str, Any] = field(repr=False, default_factory=dict)
+    families: Mapping[str, FamilyConfig]
 
     def point(self, run: str) -> GridPoint:
         """The grid point a stage was asked to work on (``--run``), or an error naming it."""
@@ -158,7 +199,15 @@ class Params:
             raise ConfigError("--run", f"{run!r} is not a key of `grid` (known: {', '.join(self.grid)})")
         return self.grid[run]
 
-    def train_hyper(self, run: str) -> TrainHyper:
+    def family(self, run: str) -> FamilyConfig:
+        """The settings of the family a grid point belongs to."""
+        return self.families[self.grid[run].family]
+
+    def quality_metrics(self) -> list[str]:
+        """The metrics the grid's families are scored by (each needs reference statistics)."""
+        return sorted({self.families[p.family].quality_metric for p in self.grid.values()})
+
+    def train_hyper(self, run: str) -> TrainConfig:
         """Training hyper-parameters of one run, with its scale's overrides applied."""
         point = self.grid[run]
         return dataclasses.replace(self.train, **dict(self.scales[point.scale].overrides))
@@ -176,6 +225,7 @@ class Params:
             "kind": point.kind,
             "scale": _plain(dataclasses.asdict(self.scales[point.scale])),
             "train": dataclasses.asdict(self.train_hyper(run)),
+            "family": dataclasses.asdict(self.family(run).train),
             "data": dataclasses.asdict(self.data),
             "tokenizer": dataclasses.asdict(self.tokenizer),
         }
@@ -200,13 +250,17 @@ def _plain(obj: Any) -> Any:
 # --------------------------------------------------------------------------- parsing
 
 
-def _section(cls, raw: Any, key: str, required: tuple[str, ...] = ()):
-    """Build dataclass ``cls`` from a mapping, rejecting unknown keys and wrong types."""
+def parse_section(cls, raw: Any, key: str, required: tuple[str, ...] = ()):
+    """Build dataclass ``cls`` from a mapping, rejecting unknown keys and wrong types, then run
+    its ``check(key)``: every section (a family's too) is validated here, once, before compute."""
     if raw is None:
         raw = {}
     if not isinstance(raw, Mapping):
         raise ConfigError(key, f"expected a mapping, got {type(raw).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
+    for name in raw:
+        if f"{key}.{name}" in MOVED:
+            raise ConfigError(f"{key}.{name}", f"moved to {MOVED[f'{key}.{name}']}")
     unknown = sorted(set(raw) - set(fields) - {"name"})
     if unknown:
         raise ConfigError(f"{key}.{unknown[0]}", f"unknown key (known: {', '.join(sorted(fields))})")
@@ -218,7 +272,13 @@ def _section(cls, raw: Any, key: str, required: tuple[str, ...] = ()):
         if name not in fields:
             continue
         values[name] = _coerce(fields[name], value, f"{key}.{name}")
-    return cls(**values)
+    obj = cls(**values)
+    if hasattr(obj, "check"):
+        obj.check(key)
+    return obj
+
+
+_section = parse_section
 
 
 def _coerce(f: dataclasses.Field, value: Any, key: str) -> Any:
@@ -262,20 +322,14 @@ def _positive(key: str, value: int | float, allow_zero: bool = False) -> None:
 def parse_params(raw: Mapping[str, Any], source: str = "params.yaml") -> Params:
     if not isinstance(raw, Mapping):
         raise ConfigError(source, "top level must be a mapping")
-    known = {"seed", "data", "tokenizer", "tokenize", "scales", "train", "grid", "sample", "eval"}
+    known = {"seed", "data", "tokenizer", "tokenize", "scales", "train", "grid", "sample", "eval", "families"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(unknown[0], f"unknown top-level key (known: {', '.join(sorted(known))})")
 
     data = _section(DataConfig, raw.get("data"), "data")
     _positive("data.image_size", data.image_size)
-    tokenizer = _section(TokenizerConfig, raw.get("tokenizer"), "tokenizer")
-    if tokenizer.kind not in TOKENIZER_KINDS:
-        raise ConfigError("tokenizer.kind", f"unknown tokenizer kind {tokenizer.kind!r} (known: {TOKENIZER_KINDS})")
-    for name in ("downsample", "codebook_size", "embed_dim", "channels", "steps", "batch_size"):
-        _positive(f"tokenizer.{name}", getattr(tokenizer, name))
-    if data.image_size % tokenizer.downsample:
-        raise ConfigError("tokenizer.downsample", f"{tokenizer.downsample} does not divide data.image_size {data.image_size}")
+    tokenizer = _parse_tokenizer(raw.get("tokenizer"), data)
     tokenize = _section(TokenizeConfig, raw.get("tokenize"), "tokenize")
     for name in ("batch_size", "num_shards", "direct_num_workers", "read_size"):
         _positive(f"tokenize.{name}", getattr(tokenize, name))
@@ -283,33 +337,16 @@ def parse_params(raw: Mapping[str, Any], source: str = "params.yaml") -> Params:
     scales_raw = raw.get("scales")
     if not isinstance(scales_raw, Mapping) or not scales_raw:
         raise ConfigError("scales", "must be a non-empty mapping of scale name -> {d_model, mlp_dim, num_heads}")
-    train = _section(TrainHyper, raw.get("train"), "train")
-    scales = {}
-    for name, s in scales_raw.items():
-        key = f"scales.{name}"
-        scale = _section(Scale, s, key, required=("d_model", "mlp_dim", "num_heads"))
-        for f in ("d_model", "mlp_dim", "num_heads"):
-            _positive(f"{key}.{f}", getattr(scale, f))
-        if scale.d_model % scale.num_heads:
-            raise ConfigError(f"{key}.num_heads", f"{scale.num_heads} heads do not divide d_model {scale.d_model}")
-        bad = sorted(set(scale.overrides) - {f.name for f in dataclasses.fields(TrainHyper)})
-        if bad:
-            raise ConfigError(f"{key}.overrides.{bad[0]}", "not a train hyper-parameter")
-        scales[str(name)] = scale
-    if train.family not in MODEL_FAMILIES:
-        raise ConfigError("train.family", f"unknown model family {train.family!r} (known: {MODEL_FAMILIES})")
-    for name in ("batch_size", "steps", "checkpoint_every", "log_every"):
-        _positive(f"train.{name}", getattr(train, name))
-    _positive("train.lr", train.lr)
-    _positive("train.warmup_steps", train.warmup_steps, allow_zero=True)
-    if not 0 <= train.label_drop < 1:
-        raise ConfigError("train.label_drop", f"must be in [0, 1), got {train.label_drop}")
-    if train.L_min < 1:
-        raise ConfigError("train.L_min", f"must be >= 1, got {train.L_min}")
+    train = _section(TrainConfig, raw.get("train"), "train")
+    scales = {
+        str(name): _section(Scale, s, f"scales.{name}", required=("d_model", "mlp_dim", "num_heads"))
+        for name, s in scales_raw.items()
+    }
+    families = _parse_families(raw.get("families"))
 
     grid_raw = raw.get("grid")
     if not isinstance(grid_raw, Mapping) or not grid_raw:
-        raise ConfigError("grid", "must be a non-empty mapping of run name -> {scale, N, L_max, ilsd}")
+        raise ConfigError("grid", "must be a non-empty mapping of run name -> {family, scale, N, L_max, ilsd}")
     grid = {}
     for name, g in grid_raw.items():
         key = f"grid.{name}"
@@ -317,9 +354,13 @@ def parse_params(raw: Mapping[str, Any], source: str = "params.yaml") -> Params:
             # run names become DVC stage names (train@NAME) and param keys (grid.NAME)
             raise ConfigError(key, "run names may use letters, digits, '-' and '_' only")
         if not isinstance(g, Mapping):
-            raise ConfigError(key, "expected a mapping {scale, N, L_max, ilsd}")
+            raise ConfigError(key, "expected a mapping {family, scale, N, L_max, ilsd}")
         point = _section(GridPoint, {**g, "name": str(name)}, key, required=("scale", "N", "L_max", "ilsd"))
         point = dataclasses.replace(point, name=str(name))
+        if point.family not in families:
+            from elt import families as family_registry  # pylint: disable=import-outside-toplevel
+
+            raise ConfigError(f"{key}.family", f"unknown model family {point.family!r} (known: {', '.join(family_registry.known())})")
         if point.scale not in scales:
             raise ConfigError(f"{key}.scale", f"unknown scale {point.scale!r} (known: {', '.join(scales)})")
         if point.N < 1:
@@ -329,20 +370,12 @@ def parse_params(raw: Mapping[str, Any], source: str = "params.yaml") -> Params:
         L_min = dict(scales[point.scale].overrides).get("L_min", train.L_min)
         if point.ilsd and L_min >= point.L_max:
             raise ConfigError(f"{key}.L_max", f"ILSD needs L_min < L_max, got L_min={L_min}, L_max={point.L_max}")
+        kind = families[point.family].tokenizer_kind
+        if kind != tokenizer.kind:
+            raise ConfigError(f"{key}.family", f"family {point.family} models {kind!r} latents, but tokenizer.kind is {tokenizer.kind!r}")
         grid[str(name)] = point
 
     sample = _section(SampleConfig, raw.get("sample"), "sample")
-    if not sample.loops:
-        raise ConfigError("sample.loops", "must list at least one loop count")
-    for i, L in enumerate(sample.loops):
-        if isinstance(L, bool) or not isinstance(L, int) or L < 1:
-            raise ConfigError(f"sample.loops[{i}]", f"loop counts must be integers >= 1, got {L!r}")
-    if len(set(sample.loops)) != len(sample.loops):
-        raise ConfigError("sample.loops", f"duplicate loop counts in {list(sample.loops)}")
-    for name in ("steps", "num_samples", "batch_size"):
-        _positive(f"sample.{name}", getattr(sample, name))
-    if sample.cfg_scale < 0:
-        raise ConfigError("sample.cfg_scale", f"must be >= 0, got {sample.cfg_scale}")
     evalc = _section(EvalConfig, raw.get("eval"), "eval")
     _positive("eval.batch_size", evalc.batch_size)
     if evalc.ref_num_images is not None and evalc.ref_num_images < 2:
@@ -351,7 +384,55 @@ def parse_params(raw: Mapping[str, Any], source: str = "params.yaml") -> Params:
     seed = raw.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ConfigError("seed", f"expected an integer, got {seed!r}")
-    return Params(seed, data, tokenizer, tokenize, scales, train, grid, sample, evalc, raw=dict(raw))
+    return Params(seed, data, tokenizer, tokenize, scales, train, grid, sample, evalc, families)
+
+
+def _parse_tokenizer(raw: Any, data: DataConfig):
+    """`tokenizer`: parsed by its kind's own typed config, at the data's image size."""
+    import importlib  # pylint: disable=import-outside-toplevel
+
+    raw = {} if raw is None else raw
+    if not isinstance(raw, Mapping):
+        raise ConfigError("tokenizer", f"expected a mapping, got {type(raw).__name__}")
+    kind = raw.get("kind", "vq")
+    if kind not in TOKENIZER_CONFIGS:
+        raise ConfigError("tokenizer.kind", f"unknown tokenizer kind {kind!r} (known: {', '.join(TOKENIZER_CONFIGS)})")
+    if "image_size" in raw:
+        raise ConfigError("tokenizer.image_size", "not a tokenizer setting: the tokenizer works at data.image_size")
+    module, name = TOKENIZER_CONFIGS[kind]
+    return _section(getattr(importlib.import_module(module), name), {**raw, "image_size": data.image_size}, "tokenizer")
+
+
+def _parse_families(raw: Any) -> dict[str, FamilyConfig]:
+    """`families`: one section per family, each parsed by that family's own typed configs. Every
+    installed family gets its defaults, so a grid point may name a family the file does not list."""
+    from elt import families as family_registry  # pylint: disable=import-outside-toplevel
+
+    raw = {} if raw is None else raw
+    if not isinstance(raw, Mapping):
+        raise ConfigError("families", f"expected a mapping of family name -> settings, got {type(raw).__name__}")
+    installed = family_registry.known()
+    for name in raw:
+        if name not in installed:
+            raise ConfigError(f"families.{name}", f"unknown model family (known: {', '.join(installed)})")
+    out = {}
+    for name in installed:
+        key, section = f"families.{name}", raw.get(name) or {}
+        if not isinstance(section, Mapping):
+            raise ConfigError(key, f"expected a mapping {{train, sample}}, got {type(section).__name__}")
+        extra = sorted(set(section) - {"train", "sample"})
+        if extra:
+            raise ConfigError(f"{key}.{extra[0]}", "unknown key (known: sample, train)")
+        mod = family_registry.config_module(name)
+        out[name] = FamilyConfig(
+            name=name,
+            train=_section(mod.TrainConfig, section.get("train"), f"{key}.train"),
+            sample=_section(mod.SampleConfig, section.get("sample"), f"{key}.sample"),
+            quality_metric=mod.QUALITY_METRIC,
+            modality=mod.MODALITY,
+            tokenizer_kind=mod.TOKENIZER_KIND,
+        )
+    return out
 
 
 def load_params(path: str | os.PathLike = "params.yaml") -> Params:

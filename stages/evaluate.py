@@ -1,12 +1,13 @@
-"""Stage evaluate@RUN: FID per loop count L against the cached reference statistics, inference
-GFLOPs per L (by formula), parameter counts and sampling throughput -> runs/RUN/eval.json.
+"""Stage evaluate@RUN: the family's quality metric (FID for images) per loop count L against the
+cached reference statistics, inference GFLOPs per L (the family's formula), parameter counts and
+sampling throughput -> runs/RUN/eval.json.
 
     python stages/evaluate.py --params params.yaml --run small-2x3-elt
 
-Resumes per L: each L's FID/IS result is kept in .elt_work/evaluate/RUN/<hash>/L{L}.json (hash of
-the reference statistics, the weights, the eval settings and the evaluation code; the file also
+Resumes per L: each L's result is kept in .elt_work/evaluate/RUN/<hash>/L{L}.json (hash of the
+reference statistics, the weights, the eval settings and the evaluation code; the file also
 records the sha256 of the L{L}.npz it was computed from). A rerun recomputes only the L whose
-result is missing or was computed from other samples, and builds no Inception network when none is.
+result is missing or was computed from other samples, and builds no network when none is.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--run", required=True)
-    ap.add_argument("--ref", default="data/ref_stats/stats.npz")
+    ap.add_argument("--ref", default="data/ref_stats", help="reference statistics, one folder per metric")
     ap.add_argument("--samples", default=None, help="default: runs/RUN/samples")
     ap.add_argument("--out", default=None, help="default: runs/RUN/eval.json")
     ap.add_argument("--work", default=".elt_work/evaluate", help="per-L results live here")
@@ -35,9 +36,16 @@ def main(argv=None) -> None:
 
     params = load_params(args.params)
     params.point(args.run)  # an unknown run name fails here, naming it
+    from elt.core.hosts import is_main
+
+    if not is_main():  # one process evaluates and writes; the others have nothing to add yet
+        return
+    family_cfg = params.family(args.run)
+    metric_name = family_cfg.quality_metric
     run_dir = Path("runs") / args.run
     samples = Path(args.samples or run_dir / "samples")
-    for need in (run_dir / "train" / "model.json", samples / "timing.json", Path(args.ref), Path(params.eval.weights)):
+    ref_dir = Path(args.ref) / metric_name
+    for need in (run_dir / "train" / "model.json", samples / "timing.json", ref_dir, Path(params.eval.weights)):
         if not need.exists():
             raise SystemExit(f"{need}: missing (run the stages before evaluate@{args.run})")
     from elt.integrity import listed_files, verify_manifest
@@ -45,28 +53,32 @@ def main(argv=None) -> None:
     # Every input against its manifest before any compute (the weights are SHA1-checked on load).
     verify_manifest(run_dir / "train", "checkpoint", f"rerun `dvc repro -f train@{args.run}`")
     verify_manifest(samples, "samples", f"rerun `dvc repro -f sample@{args.run}`")
-    verify_manifest(Path(args.ref).parent, "reference statistics", "rerun `dvc repro -f ref_stats`")
+    verify_manifest(Path(args.ref), "reference statistics", "rerun `dvc repro -f ref_stats`")
 
     import numpy as np
 
+    from elt import families
     from elt.config import config_hash
-    from elt.evaluation.fid import FIDEvaluator, load_stats
-    from elt.evaluation.flops import maskgit_sample_gflops
-    from elt.models import build_model
+    from elt.evaluation import metrics
     from elt.tracking import RunTracker
     from elt.workdir import atomic_write_text, remove_stale_tmp, sha256_file, sha256_tree
 
     meta = json.loads((run_dir / "train" / "model.json").read_text())
     timing = json.loads((samples / "timing.json").read_text())
-    cfg = build_model(meta["family"], **meta["config"]).cfg
+    # the settings the samples were made with (not params.yaml: a sampling edit reruns sampling,
+    # which reruns this stage through its output)
+    sampling = json.loads((samples / "sampling.json").read_text())
+    sample_cfg = families.config_module(meta["family"]).SampleConfig(**sampling["sample"])
+    flops = families.module(meta["family"], "flops")
+    cfg = families.module(meta["family"], "model").model_from_config(meta["config"]).cfg
     loops = sorted(int(k) for k in timing)
-    # eigh: the same trace-sqrt as scipy's sqrtm (tested equal) in seconds instead of a minute
-    method = "eigh"
+    metric = metrics.get(metric_name)(params.eval.weights, batch_size=params.eval.batch_size)
+    ref_files = {k: v["sha256"] for k, v in listed_files(Path(args.ref)).items() if k.startswith(f"{metric_name}/")}
     ident = {
         "run": args.run,
-        "ref": listed_files(Path(args.ref).parent)[Path(args.ref).name]["sha256"],  # verified above
+        "ref": ref_files,  # verified above
         "weights": sha256_file(params.eval.weights),
-        "eval": {"batch_size": params.eval.batch_size, "method": method},
+        "eval": {"batch_size": params.eval.batch_size, "metric": metric_name, "method": getattr(metric, "method", None)},
         "code": sha256_tree([ROOT / "stages" / "evaluate.py", ROOT / "elt" / "evaluation"], root=ROOT),
     }
     work = Path(args.work) / args.run / config_hash(ident)
@@ -86,31 +98,27 @@ def main(argv=None) -> None:
     if cached:
         print(f"evaluate@{args.run}: resuming: L={','.join(map(str, cached))} already done ({work})", flush=True)
 
-    ref_mu, ref_sigma, evaluator = None, None, None
     per_loop = {}
     for L in loops:
         if L in cached:
             result = cached[L]
-        else:
-            if evaluator is None:  # built only when some L is not cached
-                ref_mu, ref_sigma, _ = load_stats(args.ref)
-                evaluator = FIDEvaluator(params.eval.weights, batch_size=params.eval.batch_size)
+        else:  # the metric builds its network on the first L it scores
             images = np.load(samples / f"L{L}.npz")["images"]
-            result = evaluator.evaluate(images, ref_mu, ref_sigma, method=method)
-            result = {"fid": float(result["fid"]), "is": result.get("is"), "num_samples": int(len(images))}
+            result = dict(metric.score(images, ref_dir), num_samples=int(len(images)))
             entry = {"L": L, "samples_sha256": npz_hash[L], "result": result}
             atomic_write_text(work / f"L{L}.json", json.dumps(entry, indent=1))
         per_loop[str(L)] = {
-            "fid": result["fid"],
-            "is": result["is"],
-            "gflops": float(maskgit_sample_gflops(cfg, L, params.sample.steps, params.sample.cfg_scale)),
+            **result,
+            "gflops": float(flops.sample_gflops(cfg, L, sample_cfg, sampling["cfg_scale"])),
             "samples_per_second": timing[str(L)]["samples_per_second"],
-            "num_samples": result["num_samples"],
         }
-        print(f"evaluate@{args.run}: L={L} FID={per_loop[str(L)]['fid']:.2f} GFLOPs={per_loop[str(L)]['gflops']:.4f}", flush=True)
+        print(f"evaluate@{args.run}: L={L} {metric_name.upper()}={result[metric_name]:.2f} "
+              f"GFLOPs={per_loop[str(L)]['gflops']:.4f}", flush=True)
 
     report = {
         "run": args.run,
+        "metric": metric_name,  # per_loop[L][metric] is the quality number (lower is better)
+        "modality": family_cfg.modality,
         "family": meta["family"],
         "scale": meta["scale"],
         "N": meta["N"],
@@ -119,8 +127,8 @@ def main(argv=None) -> None:
         "kind": meta["kind"],
         "params": meta["params_block"],
         "params_total": meta["params_total"],
-        "sampling_steps": params.sample.steps,
-        "cfg_scale": params.sample.cfg_scale,
+        "sampling_steps": sample_cfg.steps,
+        "cfg_scale": sampling["cfg_scale"],
         "per_loop": per_loop,
     }
     out = Path(args.out or run_dir / "eval.json")
@@ -129,10 +137,10 @@ def main(argv=None) -> None:
     os.replace(tmp, out)
 
     tracker = RunTracker.for_grid_point(args.run, stage="evaluate")
-    for name in ("fid", "gflops", "samples_per_second"):
+    for name in (metric_name, "gflops", "samples_per_second"):
         tracker.log_metric_history(name, {int(L): v[name] for L, v in per_loop.items()})
-    if any(v["is"] is not None for v in per_loop.values()):
-        tracker.log_metric_history("is", {int(L): v["is"] for L, v in per_loop.items() if v["is"] is not None})
+    if any(v.get("is") is not None for v in per_loop.values()):
+        tracker.log_metric_history("is", {int(L): v["is"] for L, v in per_loop.items() if v.get("is") is not None})
     tracker.log_metrics({"params_block": meta["params_block"], "params_total": meta["params_total"]})
     tracker.log_artifact(str(out))
 

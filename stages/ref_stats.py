@@ -1,10 +1,11 @@
-"""Stage ref_stats: FID statistics of the real data, computed once per dataset and resolution.
+"""Stage ref_stats: reference statistics of the real data for every quality metric the grid's
+families use, computed once per dataset and resolution.
 
     python stages/ref_stats.py --params params.yaml
 
 Reads `data` (dataset, image_size, data_dir) and `eval` (ref_split, ref_num_images, batch_size,
-weights) from params.yaml; writes data/ref_stats/stats.npz (mu, sigma float64, n) and
-data/ref_stats/info.json (what the statistics are of).
+weights) from params.yaml; writes data/ref_stats/<metric>/ (for FID: stats.npz with mu, sigma
+float64, n) and data/ref_stats/info.json (what the statistics are of).
 """
 from __future__ import annotations
 
@@ -34,24 +35,26 @@ def main(argv=None) -> None:
         raise SystemExit(f"eval.weights: {weights} missing (run `dvc repro fetch_fid_weights`)")
 
     from elt.data.datasets import load_image_dataset
-    from elt.evaluation.reference import compute_reference_stats
+    from elt.evaluation import metrics
     from elt.integrity import write_manifest
 
     data = params.data
-    dataset = load_image_dataset(data.dataset, params.eval.ref_split, data.data_dir, data.image_size)
     out = Path(args.out)
     tmp = out.with_name(out.name + ".tmp")  # published whole, with its manifest, or not at all
     shutil.rmtree(tmp, ignore_errors=True)
-    mu, sigma, n = compute_reference_stats(
-        dataset, weights, tmp / "stats.npz", batch_size=params.eval.batch_size,
-        max_images=params.eval.ref_num_images,
-    )
-    info = {"dataset": data.dataset, "split": params.eval.ref_split, "image_size": data.image_size, "n": n}
+    info = {"dataset": data.dataset, "split": params.eval.ref_split, "image_size": data.image_size, "metrics": {}}
+    for name in params.quality_metrics():
+        metric = metrics.get(name)(weights, batch_size=params.eval.batch_size)
+        dataset = load_image_dataset(data.dataset, params.eval.ref_split, data.data_dir, data.image_size)
+        info["metrics"][name] = metric.reference(dataset, tmp / name, max_images=params.eval.ref_num_images)
+    n = max(m["n"] for m in info["metrics"].values())
+    info["n"] = n
     (tmp / "info.json").write_text(json.dumps(info, indent=1))
     write_manifest(tmp)
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)
-    print(f"ref_stats: {n} images of {data.dataset} (split {params.eval.ref_split}) at {data.image_size}px -> {out}")
+    print(f"ref_stats: {n} images of {data.dataset} (split {params.eval.ref_split}) at {data.image_size}px, "
+          f"metrics {', '.join(info['metrics'])} -> {out}")
 
 
 if __name__ == "__main__":

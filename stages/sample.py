@@ -3,8 +3,9 @@
     python stages/sample.py --params params.yaml --run small-2x3-elt
 
 One compiled sampler serves every L (L is a runtime value). Class-balanced labels, seeded; for
-each L writes runs/RUN/samples/L{L}/NNNNN.png (uint8), L{L}.npz (images, labels, tokens) and a
-sample grid grid_L{L}.png; timing.json records per-L wall time and samples/s (model only, after
+each L writes runs/RUN/samples/L{L}/NNNNN.png (uint8), L{L}.npz (images, labels, latents) and a
+sample grid grid_L{L}.png; sampling.json the settings that made them (evaluate counts GFLOPs from it);
+timing.json records per-L wall time and samples/s (model only, after
 compilation, and with tokenizer decoding).
 
 Resumes per L: each finished L is kept in a work folder (.elt_work/sample/RUN/<hash>/L{L}/, sealed
@@ -16,6 +17,7 @@ samples only the missing L. runs/RUN/samples is assembled from it and renamed in
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -44,11 +46,12 @@ def image_grid(images, ncol: int):
 
 def sample_key(params, run: str, train_dir: Path, tokenizer_identity: str) -> dict:
     """Everything that determines the samples of one L (but not the list of L): the checkpoint,
-    the sample section (less `loops`), the seeds, the tokenizer, the code that samples, and JAX."""
+    the sample sections (less `loops`), the seeds, the tokenizer, the code that samples, and JAX."""
     import dataclasses
 
     import jax
 
+    from elt import families
     from elt.integrity import listed_files
     from elt.workdir import sha256_tree
 
@@ -60,10 +63,12 @@ def sample_key(params, run: str, train_dir: Path, tokenizer_identity: str) -> di
             "files": listed_files(train_dir),  # its verified manifest: sizes and SHA-256 of every file
         },
         "sample": {k: v for k, v in dataclasses.asdict(params.sample).items() if k != "loops"},
+        "family_sample": dataclasses.asdict(params.family(run).sample),
         "seed": params.seed,
         "tokenizer": tokenizer_identity,
         "code": sha256_tree(  # the stage's code dependencies (dvc.yaml)
-            [ROOT / "stages" / "sample.py", *(ROOT / "elt" / d for d in ("sampling", "models", "tokenizers"))],
+            [ROOT / "stages" / "sample.py", ROOT / "elt" / "core", ROOT / "elt" / "tokenizers",
+             *families.source_files(params.grid[run].family, "model", "sampler")],
             root=ROOT,
         ),
         "jax": [jax.__version__, jax.default_backend()],
@@ -81,6 +86,10 @@ def main(argv=None) -> None:
 
     params = load_params(args.params)
     params.point(args.run)  # an unknown run name fails here, naming it
+    from elt.core.hosts import is_main
+
+    if not is_main():  # one process samples and writes; the others have nothing to add yet
+        return
     sc_cfg = params.sample
     loops = params.loops_for(args.run)
     run_dir = Path("runs") / args.run
@@ -97,10 +106,9 @@ def main(argv=None) -> None:
     from PIL import Image
     from tqdm import tqdm
 
+    from elt import families
     from elt.config import config_hash
     from elt.integrity import verify_manifest, write_manifest
-    from elt.models import build_model
-    from elt.sampling.maskgit import SamplerConfig, make_sampler
     from elt.tokenizers import load_tokenizer
     from elt.tracking import RunTracker
     from elt.workdir import atomic_write_text, publish_folder, remove_stale_tmp, save_npz, seal, sealed_info, tmp_tag
@@ -131,19 +139,11 @@ def main(argv=None) -> None:
         tracker.log_artifact(str(work / f"L{L}" / f"grid_L{L}.png"), artifact_path=f"samples/L{L}")
     if todo:
         meta = json.loads(model_json.read_text())
-        model = build_model(meta["family"], **meta["config"])
+        family = families.module(meta["family"], "sampler")
+        model = families.module(meta["family"], "model").model_from_config(meta["config"])
         abstract = jax.eval_shape(model.init, jax.random.PRNGKey(0))
         model_params = ocp.StandardCheckpointer().restore((train_dir / "params").resolve(), abstract)
-        sampler = make_sampler(
-            model,
-            SamplerConfig(
-                steps=sc_cfg.steps,
-                temperature_bias=sc_cfg.temperature_bias,
-                temperature_scale=sc_cfg.temperature_scale,
-                choice_temperature=sc_cfg.choice_temperature,
-                cfg_scale=sc_cfg.cfg_scale,
-            ),
-        )
+        sampler = family.make_sampler(model, params.family(args.run).sample, sc_cfg.cfg_scale)
         num_classes = model.cfg.num_classes
         labels_all = np.arange(sc_cfg.num_samples, dtype=np.int32) % num_classes  # class-balanced
         bs = min(sc_cfg.batch_size, sc_cfg.num_samples)
@@ -151,25 +151,24 @@ def main(argv=None) -> None:
         # Compile once (L is dynamic, so this covers every L) before timing anything.
         warm = sampler(model_params, jnp.asarray(labels_all[:bs]), jnp.int32(1), jax.random.PRNGKey(0))
         jax.block_until_ready(warm)
-        tokenizer.decode(np.asarray(warm).reshape(len(warm), *model.cfg.grid))  # compile the decoder too
+        family.decode(tokenizer, np.asarray(warm))  # compile the decoder too
 
     for L in tqdm(todo, desc=f"sample@{args.run}", unit="L"):
         rng = jax.random.PRNGKey(sc_cfg.seed + params.seed)
-        tokens, model_seconds = [], 0.0
+        latents, model_seconds = [], 0.0
         for i in range(0, sc_cfg.num_samples, bs):
             lab = labels_all[i : i + bs]
             pad = bs - len(lab)  # keep one shape: pad the last batch, drop the padding after
             lab_in = np.concatenate([lab, lab[:pad] if pad <= len(lab) else np.resize(lab, pad)]) if pad else lab
             key, lab_in = jax.random.fold_in(rng, i), jnp.asarray(lab_in)  # eager ops: not timed
             t = time.perf_counter()
-            tok = sampler(model_params, lab_in, jnp.int32(L), key)
-            tok = np.asarray(jax.block_until_ready(tok))[: len(lab)]
+            sampled = sampler(model_params, lab_in, jnp.int32(L), key)
+            sampled = np.asarray(jax.block_until_ready(sampled))[: len(lab)]
             model_seconds += time.perf_counter() - t
-            tokens.append(tok)
-        tokens = np.concatenate(tokens)
+            latents.append(sampled)
+        latents = np.concatenate(latents)
         t = time.perf_counter()
-        grid_hw = tuple(model.cfg.grid)
-        images = np.asarray(tokenizer.decode(tokens.reshape(len(tokens), *grid_hw)))
+        images = np.asarray(family.decode(tokenizer, latents))
         decode_seconds = time.perf_counter() - t
         if images.dtype != np.uint8:
             raise SystemExit(f"tokenizer at {args.tokenizer} decoded {images.dtype}, expected uint8 images")
@@ -177,7 +176,7 @@ def main(argv=None) -> None:
         (ltmp / f"L{L}").mkdir(parents=True)
         for j, im in enumerate(images):
             Image.fromarray(im.squeeze(-1) if im.shape[-1] == 1 else im).save(ltmp / f"L{L}" / f"{j:05d}.png")
-        save_npz(ltmp / f"L{L}.npz", images=images, labels=labels_all, tokens=tokens)  # fixed timestamps
+        save_npz(ltmp / f"L{L}.npz", images=images, labels=labels_all, latents=latents)  # fixed timestamps
         order = np.argsort(labels_all[: min(len(images), 10 * num_classes)], kind="stable")
         Image.fromarray(image_grid(images[order], ncol=num_classes).squeeze()).save(ltmp / f"grid_L{L}.png")
         timing[L] = {
@@ -202,6 +201,9 @@ def main(argv=None) -> None:
         for name in (f"L{L}.npz", f"grid_L{L}.png"):
             shutil.copyfile(src / name, tmp / name)
     (tmp / "timing.json").write_text(json.dumps(timing, indent=1))
+    sampling = {"family": params.grid[args.run].family, "sample": dataclasses.asdict(params.family(args.run).sample),
+                "cfg_scale": sc_cfg.cfg_scale}
+    (tmp / "sampling.json").write_text(json.dumps(sampling, indent=1))
     write_manifest(tmp)  # last: evaluate checks every file against it
     if out.exists():
         shutil.rmtree(out)

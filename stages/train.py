@@ -52,72 +52,53 @@ def main(argv=None) -> None:
     work = Path(args.work) / args.run / chash
 
     import jax
-    import numpy as np
     import orbax.checkpoint as ocp
     from tqdm import tqdm
 
-    from elt.data.loader import TokenData
+    from elt import families
+    from elt.core.finite import all_finite, describe, nonfinite
+    from elt.core.hosts import barrier, is_main
+    from elt.core.mesh import batch_sharding, check_batch_divisible, make_mesh
+    from elt.core.train_step import create_train_state, make_eval_loss, make_train_step
+    from elt.data.loader import LatentData
     from elt.errors import NonFiniteError
     from elt.integrity import write_manifest
-    from elt.models import build_model
-    from elt.training.finite import all_finite, describe, nonfinite
-    from elt.training.step import TrainConfig, create_train_state, eval_loss, make_train_step
     from elt.tracking import RunTracker
     from elt.training.batches import StepBatches
-    from elt.training.mesh import batch_sharding, check_batch_divisible, make_mesh
 
     # ---------------------------------------------------------------- data
-    tokens = TokenData(args.tokens)  # verifies every shard against the manifest first
-    data = StepBatches(tokens, jax.process_index(), jax.process_count())
-    model = build_model(
-        hyper.family,
-        codebook_size=tokens.codebook_size,
-        num_classes=tokens.num_classes,
-        grid=tokens.grid,
-        d_model=scale.d_model,
-        num_heads=scale.num_heads,
-        mlp_dim=scale.mlp_dim,
-        N=point.N,
-        remat=hyper.remat,
+    latents = LatentData(args.tokens)  # verifies every shard against the manifest first
+    losses, family_cfg = families.module(point.family, "losses"), params.family(args.run)
+    losses.check_latents(latents.spec)
+    data = StepBatches(latents, jax.process_index(), jax.process_count())
+    model = families.module(point.family, "model").build_model(
+        latents.spec, latents.num_classes, scale, point.N, remat=hyper.remat
     )
-    tc = TrainConfig(
-        batch_size=hyper.batch_size,
-        total_steps=hyper.steps,
-        lr=hyper.lr,
-        b1=hyper.b1,
-        b2=hyper.b2,
-        weight_decay=hyper.weight_decay,
-        warmup_steps=hyper.warmup_steps,
-        label_drop=hyper.label_drop,
-        label_smoothing=hyper.label_smoothing,
-        L_min=hyper.L_min,
-        L_max=point.L_max,
-        ilsd=point.ilsd,
-        seed=hyper.seed + params.seed,
-    )
+    seed = hyper.seed + params.seed
 
     # ---------------------------------------------------------------- mesh
     # Data parallel over every device of every host: each process feeds its share of the global
     # batch (its own slice of the data), assembled into one global array on the mesh.
     mesh = make_mesh()
-    check_batch_divisible(tc.batch_size, mesh)
-    if tc.batch_size % jax.process_count():
-        raise SystemExit(f"train.batch_size={tc.batch_size} is not divisible by {jax.process_count()} processes")
-    local_batch_size = tc.batch_size // jax.process_count()
+    check_batch_divisible(hyper.batch_size, mesh)
+    if hyper.batch_size % jax.process_count():
+        raise SystemExit(f"train.batch_size={hyper.batch_size} is not divisible by {jax.process_count()} processes")
+    local_batch_size = hyper.batch_size // jax.process_count()
     sharding = batch_sharding(mesh)
 
     def global_batch(step: int) -> dict:
-        local = data.batch_for_step(step, local_batch_size, seed=tc.seed)
+        local = data.batch_for_step(step, local_batch_size, seed=seed)
         return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local.items()}
 
     # ---------------------------------------------------------------- model, optimizer, resume
-    rng = jax.random.PRNGKey(tc.seed)
+    rng = jax.random.PRNGKey(seed)
     init_rng, step_rng_base = jax.random.split(rng)
-    state = create_train_state(model, tc, init_rng, mesh)
-    train_step = make_train_step(model, tc, mesh)
+    state = create_train_state(model, hyper, init_rng, mesh)
+    train_step = make_train_step(losses, model, hyper, point.L_max, point.ilsd, family_cfg.train, mesh)
 
-    work.mkdir(parents=True, exist_ok=True)
-    (work / "config.json").write_text(json.dumps(run_cfg, indent=1, default=str))
+    if is_main():
+        work.mkdir(parents=True, exist_ok=True)
+        (work / "config.json").write_text(json.dumps(run_cfg, indent=1, default=str))
     mngr = ocp.CheckpointManager(
         work.resolve() / "ckpt",
         options=ocp.CheckpointManagerOptions(max_to_keep=2, save_interval_steps=hyper.checkpoint_every),
@@ -132,7 +113,7 @@ def main(argv=None) -> None:
             curve_rows = [r for r in json.loads(curve_file.read_text()) if r["step"] <= start]
         print(f"train@{args.run}: resuming from step {start} ({work})", flush=True)
 
-    identity = {k: str(tokens.manifest[k]) for k in ("dataset", "tokenizer")}
+    identity = {k: str(latents.manifest[k]) for k in ("dataset", "tokenizer")}
     tracker = RunTracker.for_grid_point(
         args.run, stage="train", config=run_cfg, params_hash=chash,
         dataset=identity["dataset"][:250], tokenizer=identity["tokenizer"][:250],
@@ -140,7 +121,7 @@ def main(argv=None) -> None:
 
     # ---------------------------------------------------------------- loop
     t0, last_t, last_step = time.time(), time.time(), start
-    bar = tqdm(range(start, tc.total_steps), initial=start, total=tc.total_steps, desc=f"train@{args.run}", unit="step")
+    bar = tqdm(range(start, hyper.steps), initial=start, total=hyper.steps, desc=f"train@{args.run}", unit="step")
 
     def diverged(what: str) -> NonFiniteError:
         # A non-finite loss or parameter: this state is not saved and nothing is published to
@@ -161,7 +142,7 @@ def main(argv=None) -> None:
     for step in bar:
         state, metrics = train_step(state, global_batch(step), jax.random.fold_in(step_rng_base, step))
         done = step + 1
-        if done % hyper.log_every == 0 or done == tc.total_steps:
+        if done % hyper.log_every == 0 or done == hyper.steps:
             m = {k: float(v) for k, v in jax.device_get(metrics).items()}
             if nonfinite(m):  # checked on the values fetched for the log: no extra device sync
                 raise diverged(f"non-finite loss at step {done} ({describe(m)})")
@@ -171,14 +152,15 @@ def main(argv=None) -> None:
             curve_rows.append({"step": done, **m})
             bar.set_postfix(loss=f"{m['loss']:.3f}", lam=f"{m.get('lam', 0):.2f}")
             tracker.log_metrics({k: v for k, v in m.items()}, step=done)
-        if mngr.should_save(done) or done == tc.total_steps:
+        if mngr.should_save(done) or done == hyper.steps:
             if not bool(all_finite(state.params)):  # one jitted reduction, only at saves
                 last = {k: v for k, v in (curve_rows[-1] if curve_rows else {}).items() if k != "steps_per_second"}
                 logged = f"; last logged (step {last.pop('step')}): {describe(last)}" if last else ""
                 raise diverged(f"non-finite parameters at step {done}, not saved{logged}")
             mngr.save(done, args=ocp.args.StandardSave(state))
             mngr.wait_until_finished()
-            (work / "curve.json").write_text(json.dumps(curve_rows))
+            if is_main():
+                (work / "curve.json").write_text(json.dumps(curve_rows))
         if args.stop_after is not None and done >= args.stop_after:
             mngr.wait_until_finished()
             print(f"train@{args.run}: stopping after step {done} as asked", flush=True)
@@ -188,23 +170,29 @@ def main(argv=None) -> None:
 
     # ---------------------------------------------------------------- final evaluation per exit
     held = data.eval_batch(min(256, data.num_examples), seed=1234)
+    eval_loss = make_eval_loss(losses, model, family_cfg.train)
     exit_losses = {
-        str(L): float(eval_loss(model, state.params, held, jax.random.PRNGKey(7), L))
+        str(L): float(eval_loss(state.params, held, jax.random.PRNGKey(7), L))
         for L in range(1, point.L_max + 1)
     }
     if nonfinite(exit_losses):
-        held_out = ", ".join(f"masked_loss_L{L}={v:.4g}" for L, v in exit_losses.items())
-        raise diverged(f"non-finite held-out loss of the step-{tc.total_steps} parameters ({held_out})")
+        held_out = ", ".join(f"held_out_loss_L{L}={v:.4g}" for L, v in exit_losses.items())
+        raise diverged(f"non-finite held-out loss of the step-{hyper.steps} parameters ({held_out})")
 
     # ---------------------------------------------------------------- outputs (atomic)
     tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    with ocp.StandardCheckpointer() as ckptr:  # saves asynchronously: wait before moving the folder
+    if is_main():
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    barrier("train: output folder ready")
+    with ocp.StandardCheckpointer() as ckptr:  # every process saves its shards; async: wait
         ckptr.save(tmp.resolve() / "params", state.params)
         ckptr.wait_until_finished()
+    barrier("train: checkpoint saved")
+    if not is_main():
+        return
     model_json = {
-        "family": hyper.family,
+        "family": point.family,
         "config": dataclasses.asdict(model.cfg),
         "run": args.run,
         "kind": point.kind,
@@ -221,8 +209,8 @@ def main(argv=None) -> None:
     final = curve_rows[-1] if curve_rows else {}
     metrics_json = {
         "final_loss": final.get("loss"),
-        "masked_loss_per_exit": exit_losses,
-        "steps": tc.total_steps,
+        "held_out_loss_per_exit": exit_losses,  # the family's eval_loss at each exit L
+        "steps": hyper.steps,
         "train_seconds_this_session": train_seconds,
         "params_block": model_json["params_block"],
     }
@@ -236,7 +224,7 @@ def main(argv=None) -> None:
         w = csv.DictWriter(f, fieldnames=keys)
         w.writeheader()
         w.writerows(curve_rows)
-    tracker.log_metrics({f"masked_loss_L{L}": v for L, v in exit_losses.items()}, step=tc.total_steps)
+    tracker.log_metrics({f"held_out_loss_L{L}": v for L, v in exit_losses.items()}, step=hyper.steps)
     tracker.log_artifact(str(curve_path))
     tracker.set_tags({"checkpoint": str(out.resolve() / "params")})
     print(json.dumps(metrics_json), flush=True)

@@ -31,12 +31,7 @@ def main() -> None:
     else:
         from elt.tokenizers.train import train_tokenizer
 
-        metrics = train_tokenizer(
-            data.dataset, data.train_split, data.data_dir, data.image_size, args.out,
-            downsample=tk.downsample, codebook_size=tk.codebook_size, embed_dim=tk.embed_dim,
-            channels=tk.channels, steps=tk.steps, batch_size=tk.batch_size, lr=tk.lr,
-            commitment=tk.commitment, seed=tk.seed,
-        )
+        metrics = train_tokenizer(data.dataset, data.train_split, data.data_dir, args.out, tk)
     from elt.integrity import write_manifest
 
     write_manifest(args.out)  # last, over metrics.json too: later stages check the folder against it

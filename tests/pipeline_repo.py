@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CODE = ["elt", "stages", "dvc.yaml", "pyproject.toml", ".dvcignore"]
 
 # A grid that exercises every kind (ILSD, vanilla, unique) on two scales in a few minutes.
+TOY_FAMILY = ROOT / "tests" / "toy_family"  # a test-only family, installed as elt/families/toy
 TINY_PARAMS_OVERRIDES = {
     "tokenizer": {"steps": 60, "batch_size": 32, "codebook_size": 32, "channels": 32, "embed_dim": 16},
     "tokenize": {"num_shards": 2, "direct_num_workers": 2, "batch_size": 256},
@@ -24,22 +25,30 @@ TINY_PARAMS_OVERRIDES = {
     },
     "train": {"steps": 40, "batch_size": 32, "warmup_steps": 5, "checkpoint_every": 10, "log_every": 10},
     "grid": {
-        "tiny-1x2-elt": {"scale": "tiny", "N": 1, "L_max": 2, "ilsd": True},
-        "tiny-1x2-vanilla": {"scale": "tiny", "N": 1, "L_max": 2, "ilsd": False},
-        "micro-2x1-unique": {"scale": "micro", "N": 2, "L_max": 1, "ilsd": False},
+        "tiny-1x2-elt": {"family": "maskgit", "scale": "tiny", "N": 1, "L_max": 2, "ilsd": True},
+        "tiny-1x2-vanilla": {"family": "maskgit", "scale": "tiny", "N": 1, "L_max": 2, "ilsd": False},
+        "micro-2x1-unique": {"family": "maskgit", "scale": "micro", "N": 2, "L_max": 1, "ilsd": False},
     },
-    "sample": {"loops": [1, 2, 3], "steps": 4, "num_samples": 20, "batch_size": 20},
+    "families": {"maskgit": {"sample": {"steps": 4}}},
+    "sample": {"loops": [1, 2, 3], "num_samples": 20, "batch_size": 20},
     "eval": {"batch_size": 32, "ref_num_images": 64},
 }
 
 
-def tiny_params() -> dict:
+def tiny_params(toy: bool = False) -> dict:
+    """The tiny grid; ``toy=True`` adds a point of the toy family (continuous latents)."""
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     for section, values in TINY_PARAMS_OVERRIDES.items():
         if section in ("scales", "grid"):
             raw[section] = dict(values)
+        elif section == "families":
+            raw[section] = {f: {**raw[section].get(f, {}), **{k: {**raw[section].get(f, {}).get(k, {}), **v} for k, v in fv.items()}}
+                            for f, fv in values.items()}
         else:
             raw[section] = {**raw[section], **values}
+    if toy:
+        raw["grid"]["toy-1x2-elt"] = {"family": "toy", "scale": "micro", "N": 1, "L_max": 2, "ilsd": True}
+        raw["families"]["toy"] = {"train": {"noise": 0.5}, "sample": {"steps": 2}}
     return raw
 
 
@@ -52,8 +61,9 @@ def run(cmd, cwd, env=None, check=True, timeout=1800) -> subprocess.CompletedPro
     return proc
 
 
-def make_repo(dest: Path, params: dict | None = None) -> Path:
-    """Copy the code into ``dest``, write params.yaml, and make it a git + DVC repository."""
+def make_repo(dest: Path, params: dict | None = None, toy: bool = False) -> Path:
+    """Copy the code into ``dest``, write params.yaml, and make it a git + DVC repository.
+    ``toy=True`` installs the toy family the way a user adds one: a package in elt/families/."""
     dest.mkdir(parents=True, exist_ok=True)
     for name in CODE:
         src = ROOT / name
@@ -61,7 +71,9 @@ def make_repo(dest: Path, params: dict | None = None) -> Path:
             shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy2(src, dest / name)
-    (dest / "params.yaml").write_text(yaml.safe_dump(params or tiny_params(), sort_keys=False))
+    if toy:
+        shutil.copytree(TOY_FAMILY, dest / "elt" / "families" / "toy", ignore=shutil.ignore_patterns("__pycache__"))
+    (dest / "params.yaml").write_text(yaml.safe_dump(params or tiny_params(toy), sort_keys=False))
     (dest / ".gitignore").write_text((ROOT / ".gitignore").read_text())
     run(["git", "init", "-q"], dest)
     run(["git", "config", "user.email", "test@elt.local"], dest)

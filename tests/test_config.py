@@ -42,11 +42,24 @@ def test_default_and_paper_params_parse():
         ("scales.tiny.num_heads", 3, "scales.tiny.num_heads"),
         ("sample.loops", [], "sample.loops"),
         ("sample.loops", [1, 0], "sample.loops[1]"),
-        ("train.family", "gan", "train.family"),
+        ("train.family", "maskgit", "train.family"),  # moved to grid.<run>.family
+        ("train.label_smoothing", 0.1, "train.label_smoothing"),  # moved to families.maskgit.train
+        ("sample.steps", 8, "sample.steps"),  # moved to families.maskgit.sample
+        ("grid.tiny-2x3-elt.family", "gan", "grid.tiny-2x3-elt.family"),
+        ("families.maskgit.sample.steps", 0, "families.maskgit.sample.steps"),
+        ("families.maskgit.sample.temperature_bias", 0.0, "families.maskgit.sample.temperature_bias"),
+        ("families.maskgit.train.label_smoothing", 1.0, "families.maskgit.train.label_smoothing"),
+        ("families.maskgit.train.lr", 0.1, "families.maskgit.train.lr"),
+        ("families.gan", {}, "families.gan"),
+        ("train.decay", "linear", "train.decay"),
+        ("train.label_drop", 1.0, "train.label_drop"),
+        ("sample.cfg_scale", -1.0, "sample.cfg_scale"),
         ("train.steps", "many", "train.steps"),
         ("train.lr", "fast", "train.lr"),
         ("tokenizer.kind", "magic", "tokenizer.kind"),
         ("tokenizer.downsample", 5, "tokenizer.downsample"),
+        ("tokenizer.codebook_size", 1, "tokenizer.codebook_size"),  # once failed 8 s into training
+        ("tokenizer.image_size", 64, "tokenizer.image_size"),  # the data's, not the tokenizer's
         ("eval.ref_num_images", 1, "eval.ref_num_images"),
     ],
 )
@@ -57,12 +70,32 @@ def test_bad_values_name_their_key(path, value, key):
     assert str(e.value).startswith(key)
 
 
+def test_moved_keys_say_where_they_went():
+    with pytest.raises(ConfigError, match="moved to families.maskgit.sample.steps"):
+        parse_params(_with("sample.steps", 8))
+
+
+def test_a_grid_point_without_family_is_maskgit_and_families_get_their_typed_settings():
+    raw = copy.deepcopy(DEFAULT)
+    del raw["grid"]["tiny-2x3-elt"]["family"]
+    raw["families"]["maskgit"]["sample"]["steps"] = 12
+    p = parse_params(raw)
+    assert p.grid["tiny-2x3-elt"].family == "maskgit"
+    fam = p.family("tiny-2x3-elt")
+    assert fam.sample.steps == 12 and fam.quality_metric == "fid" and fam.modality == "image"
+    assert type(fam.sample).__module__ == "elt.families.maskgit.config"
+    assert p.quality_metrics() == ["fid"]
+    # a family's settings are part of its runs' identity (train resume key)
+    raw["families"]["maskgit"]["train"] = {"label_smoothing": 0.2}
+    assert parse_params(raw).run_config("tiny-2x3-elt")["family"] == {"label_smoothing": 0.2}
+
+
 def test_unknown_keys_and_bad_run_names():
     raw = _with("train.learning_rate", 0.1)
     with pytest.raises(ConfigError, match=r"^train\.learning_rate: unknown key"):
         parse_params(raw)
     raw = copy.deepcopy(DEFAULT)
-    raw["grid"]["bad.name"] = {"scale": "tiny", "N": 1, "L_max": 2, "ilsd": True}
+    raw["grid"]["bad.name"] = {"family": "maskgit", "scale": "tiny", "N": 1, "L_max": 2, "ilsd": True}
     with pytest.raises(ConfigError, match=r"^grid\.bad\.name:"):
         parse_params(raw)
 
@@ -82,7 +115,7 @@ def test_unknown_dataset_fails_naming_the_key(tmp_path):
 def test_scale_overrides_reach_only_that_scale():
     raw = copy.deepcopy(DEFAULT)
     raw["scales"]["tiny"]["overrides"] = {"lr": 0.5}
-    raw["grid"]["small-2x2-elt"] = {"scale": "small", "N": 2, "L_max": 2, "ilsd": True}
+    raw["grid"]["small-2x2-elt"] = {"family": "maskgit", "scale": "small", "N": 2, "L_max": 2, "ilsd": True}
     p = parse_params(raw)
     assert p.train_hyper("tiny-2x3-elt").lr == 0.5
     assert p.train_hyper("small-2x2-elt").lr == DEFAULT["train"]["lr"]

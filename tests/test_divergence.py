@@ -15,7 +15,7 @@ import pytest
 from pipeline_repo import env_for, make_repo, run, tiny_params
 
 from elt.errors import NonFiniteError
-from elt.training.finite import all_finite, describe, nonfinite
+from elt.core.finite import all_finite, describe, nonfinite
 
 RUN = "micro-1x2-elt"
 
@@ -24,20 +24,22 @@ def write_tokens(tokens_dir, n=64, num_shards=2, vocab=16, grid=(2, 2)):
     """A small valid token directory (shards + manifest), as tests/test_loader.py builds one:
     far cheaper than the tokenize stage, and the train stage verifies it the same way."""
     from elt.data import shards
+    from elt.data.spec import LatentSpec
 
+    spec = LatentSpec(tuple(grid), "int32", vocab)
     tokens_dir.mkdir(parents=True)
     rng = np.random.default_rng(0)
     infos = []
     for s in range(num_shards):
         lo, hi = shards.shard_bounds(s, n, num_shards)
         idx = np.arange(lo, hi)
-        toks = rng.integers(0, vocab, (len(idx), grid[0] * grid[1]))
-        infos.append(shards.write_shard(str(tokens_dir / shards.shard_name(s, num_shards)), toks, idx % 10, idx))
-    manifest = {
-        "format": shards.FORMAT, "total": n, "shards": infos, "grid": list(grid),
-        "num_tokens": grid[0] * grid[1], "vocab_size": vocab, "num_classes": 10,
-        "tokenizer": "vq-test", "dataset": "test", "split": "train", "image_size": 8,
-    }
+        toks = rng.integers(0, vocab, (len(idx), *grid)).astype(np.int32)
+        infos.append(
+            shards.write_shard(str(tokens_dir / shards.shard_name(s, num_shards)), toks, idx % 10, idx, spec=spec)
+        )
+    manifest = shards.make_manifest(
+        spec, infos, num_classes=10, tokenizer="vq-test", dataset="test", split="train", image_size=8
+    )
     (tokens_dir / shards.MANIFEST).write_text(json.dumps(manifest))
 
 
@@ -122,6 +124,7 @@ def test_tokenizer_training_stops_and_saves_nothing(tmp_path):
     from PIL import Image
 
     from elt.tokenizers.train import train_tokenizer
+    from elt.tokenizers.vq_config import VQConfig
 
     images = tmp_path / "images"
     rng = np.random.default_rng(0)
@@ -132,10 +135,9 @@ def test_tokenizer_training_stops_and_saves_nothing(tmp_path):
     out = tmp_path / "tokenizer"
     # lr 1e6: the reconstruction loss is inf at step 2 and NaN after.
     with pytest.raises(NonFiniteError) as err:
-        train_tokenizer(
-            str(images), "train", None, 8, str(out), downsample=2, codebook_size=8, embed_dim=4,
-            channels=16, steps=10, batch_size=8, lr=1e6, log_every=0,
-        )
+        cfg = VQConfig(image_size=8, downsample=2, codebook_size=8, embed_dim=4, channels=16, steps=10,
+                       batch_size=8, lr=1e6)
+        train_tokenizer(str(images), "train", None, str(out), cfg, log_every=0)
     msg = str(err.value)
     hit = re.search(r"non-finite loss at step (\d+) of 10 \(loss=(-?inf|nan), rec=(-?inf|nan), codebook=", msg)
     assert hit and int(hit.group(1)) > 1, msg

@@ -1,7 +1,11 @@
 """dvc.yaml's deps cannot drift from the code: for every stage, the project modules its script
 imports (transitively, including imports inside functions) are all covered by a dep, so editing
 any of them reruns the stage. Exempt, as they cannot change an output: tracking, the printing of
-errors, and the package's __init__ (it only quiets TensorFlow's start-up log)."""
+errors, and the package's __init__ (it only quiets TensorFlow's start-up log).
+
+Families are imported by name (elt.families.module), which no static reader sees: a grid stage's
+family modules (its `elt/families/${item.family}/*.py` deps) are followed too, for every family
+the grid uses, so whatever they import must be covered as well."""
 
 from __future__ import annotations
 
@@ -38,9 +42,9 @@ def _imported_modules(path: Path) -> set[str]:
     return out
 
 
-def project_files(script: Path) -> set[str]:
+def project_files(script: Path, extra_roots=()) -> set[str]:
     """Every project file that running ``script`` may execute (packages' __init__ included)."""
-    seen, todo = set(), [script]
+    seen, todo = set(), [script, *extra_roots]
     while todo:
         path = todo.pop()
         if path in seen:
@@ -58,10 +62,18 @@ def project_files(script: Path) -> set[str]:
 
 
 def _stages():
+    grid = yaml.safe_load((ROOT / "params.yaml").read_text())["grid"]
     for name, stage in yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"].items():
         stage = stage.get("do", stage)  # foreach stages
         script = next(t for t in stage["cmd"].split() if t.startswith("stages/"))
-        yield name, script, [str(d) for d in stage.get("deps", [])]
+        deps = [str(d) for d in stage.get("deps", [])]
+        if not any("${item.family}" in d for d in deps):
+            yield name, script, deps, ()
+            continue
+        for family in sorted({g.get("family", "maskgit") for g in grid.values()}):
+            deps_f = [d.replace("${item.family}", family) for d in deps]
+            roots = [ROOT / d for d in deps_f if d.startswith(f"elt/families/{family}/")]
+            yield f"{name}@{family}", script, deps_f, roots
 
 
 def test_the_import_follower_sees_function_level_and_package_imports():
@@ -71,10 +83,18 @@ def test_the_import_follower_sees_function_level_and_package_imports():
     assert not any(f.startswith("elt/aggregate/") for f in files)
 
 
-@pytest.mark.parametrize("name,script,deps", list(_stages()), ids=lambda v: v if isinstance(v, str) else "")
-def test_deps_cover_every_imported_project_file(name, script, deps):
+def test_a_family_is_followed_from_its_modules():
+    files = project_files(ROOT / "stages" / "train.py", [ROOT / "elt/families/maskgit/losses.py",
+                                                          ROOT / "elt/families/maskgit/model.py"])
+    assert {"elt/families/maskgit/model.py", "elt/core/looped.py", "elt/core/train_step.py"} <= files
+    # the sampler is not a training dependency: editing it must not rerun training
+    assert "elt/families/maskgit/sampler.py" not in files
+
+
+@pytest.mark.parametrize("name,script,deps,roots", list(_stages()), ids=lambda v: v if isinstance(v, str) else "")
+def test_deps_cover_every_imported_project_file(name, script, deps, roots):
     def covered(f: str) -> bool:
         return any(f == d or f.startswith(d.rstrip("/") + "/") for d in deps)
 
-    missing = sorted(f for f in project_files(ROOT / script) if not f.startswith(EXEMPT) and not covered(f))
+    missing = sorted(f for f in project_files(ROOT / script, roots) if not f.startswith(EXEMPT) and not covered(f))
     assert not missing, f"stage {name}: add to its deps in dvc.yaml: {missing}"

@@ -6,11 +6,11 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from elt.evaluation.flops import (
-    flops_per_train_step, layer_flops, maskgit_forward_flops, maskgit_sample_gflops,
-)
-from elt.models import MaskGITConfig, build_model
-from elt.models.transformer import TransformerLayer
+from elt.core.flops import layer_flops
+from elt.core.looped import TransformerLayer
+from elt.families.maskgit.config import SampleConfig
+from elt.families.maskgit.flops import flops_per_train_step, forward_flops, sample_gflops
+from elt.families.maskgit.model import MaskedImageELT, MaskGITConfig
 
 
 def test_layer_flops_by_hand():
@@ -21,33 +21,36 @@ def test_layer_flops_by_hand():
 def test_forward_and_sample_flops_by_hand():
     cfg = MaskGITConfig(codebook_size=10, num_classes=2, grid=(2, 1), d_model=4, num_heads=2, mlp_dim=8, N=2)
     # T = 3 tokens (class + 2): per layer 912 (above); head 2 * 2 * 4 * 10 = 160.
-    assert maskgit_forward_flops(cfg, 3) == 2 * 3 * 912 + 160
-    assert maskgit_sample_gflops(cfg, 3, steps=4) == pytest.approx(4 * (6 * 912 + 160) / 1e9)
-    assert maskgit_sample_gflops(cfg, 3, steps=4, cfg_scale=2.0) == pytest.approx(8 * (6 * 912 + 160) / 1e9)
+    assert forward_flops(cfg, 3) == 2 * 3 * 912 + 160
+    assert sample_gflops(cfg, 3, SampleConfig(steps=4)) == pytest.approx(4 * (6 * 912 + 160) / 1e9)
+    assert sample_gflops(cfg, 3, SampleConfig(steps=4), cfg_scale=2.0) == pytest.approx(8 * (6 * 912 + 160) / 1e9)
     assert flops_per_train_step(cfg, 3, batch_size=5, ilsd=True) == 3 * 5 * (6 * 912 + 2 * 160)
     assert flops_per_train_step(cfg, 3, batch_size=5, ilsd=False) == 3 * 5 * (6 * 912 + 160)
     with pytest.raises(ValueError, match="L=0"):
-        maskgit_forward_flops(cfg, 0)
+        forward_flops(cfg, 0)
+    with pytest.raises(ValueError, match="steps=0"):
+        sample_gflops(cfg, 3, SampleConfig(steps=0))
 
 
 def test_formula_matches_xla_cost_analysis_of_unrolled_forward():
-    model = build_model("maskgit", codebook_size=64, num_classes=4, grid=(4, 4), d_model=128,
-                        num_heads=4, mlp_dim=512, N=2)
+    model = MaskedImageELT(MaskGITConfig(codebook_size=64, num_classes=4, grid=(4, 4), d_model=128,
+                                         num_heads=4, mlp_dim=512, N=2))
     cfg, L = model.cfg, 3
     params = jax.eval_shape(model.init, jax.random.key(0))
     layer = TransformerLayer(cfg.d_model, cfg.num_heads, cfg.mlp_dim)
 
     def unrolled(params, tokens, labels):
         # Python loops, no scan: XLA counts a loop body once, so it must see every layer.
-        h = model.embed(params, tokens, labels)
+        h, cond = model.embed(params, tokens, labels)
+        assert cond is None
         for _ in range(L):
             for n in range(cfg.N):
-                h = layer.apply({"params": jax.tree.map(lambda x: x[n], params["block"]["layers"]["layer"])}, h)
-        return model.head(params, h)
+                h = layer.apply({"params": jax.tree.map(lambda x: x[n], params["block"]["layers"]["layer"])}, h, cond)
+        return model.head(params, h, cond)
 
     tokens = jax.ShapeDtypeStruct((1, cfg.seq_len), jnp.int32)
     labels = jax.ShapeDtypeStruct((1,), jnp.int32)
-    formula = maskgit_forward_flops(cfg, L)
+    formula = forward_flops(cfg, L)
     # Exact, and independent of XLA: 2 * K * |out| summed over every matmul of the traced forward.
     assert _dot_flops(jax.make_jaxpr(unrolled)(params, tokens, labels).jaxpr) == formula
     cost = jax.jit(unrolled).lower(params, tokens, labels).compile().cost_analysis()

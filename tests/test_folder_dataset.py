@@ -139,8 +139,9 @@ def _folder_params(folder: Path) -> dict:
     p["tokenize"].update(num_shards=1, direct_num_workers=1, batch_size=64)
     p["scales"] = {"micro": {"d_model": 16, "mlp_dim": 32, "num_heads": 2}}
     p["train"].update(steps=20, batch_size=12, warmup_steps=2, checkpoint_every=20, log_every=10)
-    p["grid"] = {RUN: {"scale": "micro", "N": 1, "L_max": 2, "ilsd": True}}
-    p["sample"].update(loops=[1], steps=2, num_samples=6, batch_size=6)
+    p["grid"] = {RUN: {"family": "maskgit", "scale": "micro", "N": 1, "L_max": 2, "ilsd": True}}
+    p["sample"].update(loops=[1], num_samples=6, batch_size=6)
+    p["families"]["maskgit"]["sample"]["steps"] = 2
     p["eval"].update(batch_size=36, ref_num_images=36)
     return p
 

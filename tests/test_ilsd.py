@@ -1,11 +1,13 @@
-"""ILSD loss, masked CE, soft CE and the lambda curriculum against direct numpy computations."""
+"""ILSD loss (the core's combination with the maskgit per-exit losses), masked CE, soft CE and the
+lambda curriculum against direct numpy computations."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from elt.training.ilsd import ilsd_loss, lam_schedule, masked_accuracy, masked_ce, soft_ce
+from elt.core.ilsd import ilsd_loss, lam_schedule
+from elt.families.maskgit.losses import masked_accuracy, masked_ce, soft_ce
 
 # Two examples, three positions, vocabulary of 3: small enough to check by hand.
 T_LOGITS = np.array(
@@ -22,6 +24,13 @@ MASK = np.array([[True, False, True], [True, True, False]])
 # XLA versions): up to 3e-6 relative for the 0.17 CE below, so rtol alone is too tight. A wrong
 # smoothing, mask or normalisation moves these losses by > 1e-2.
 TOL = dict(rtol=1e-6, atol=1e-6)
+
+
+def maskgit_ilsd(t_logits, s_logits, lam, eps):
+    """The core's ILSD combination with the maskgit GT (label-smoothed masked CE) and D (soft CE)."""
+    return ilsd_loss(
+        lambda o: masked_ce(o, TARGETS, MASK, eps), lambda s, t: soft_ce(s, t, MASK), t_logits, s_logits, lam
+    )
 
 
 def np_log_softmax(x):
@@ -72,16 +81,17 @@ def test_soft_ce_matches_numpy_and_is_ce_for_onehot_teacher():
 @pytest.mark.parametrize("lam", [1.0, 0.3, 0.0])
 def test_ilsd_loss_matches_numpy(lam):
     eps = 0.1
-    loss, m = ilsd_loss(T_LOGITS, S_LOGITS, TARGETS, MASK, lam, eps)
+    loss, m = maskgit_ilsd(T_LOGITS, S_LOGITS, lam, eps)
     gt_t = np_masked_ce(T_LOGITS, TARGETS, MASK, eps)
     gt_s = np_masked_ce(S_LOGITS, TARGETS, MASK, eps)
     dist = np_soft_ce(S_LOGITS, T_LOGITS, MASK)
     np.testing.assert_allclose(loss, gt_t + lam * gt_s + (1 - lam) * dist, **TOL)
     np.testing.assert_allclose([m["gt_teacher"], m["gt_student"], m["distill"]], [gt_t, gt_s, dist], **TOL)
+    np.testing.assert_allclose(m["loss"], loss, rtol=0)
 
 
 def test_vanilla_is_teacher_gt_only():
-    loss, m = ilsd_loss(T_LOGITS, None, TARGETS, MASK, 0.5, 0.1)
+    loss, m = maskgit_ilsd(T_LOGITS, None, 0.5, 0.1)
     np.testing.assert_allclose(loss, np_masked_ce(T_LOGITS, TARGETS, MASK, 0.1), **TOL)
     assert float(m["distill"]) == 0.0 and float(m["gt_student"]) == 0.0
 
@@ -89,7 +99,7 @@ def test_vanilla_is_teacher_gt_only():
 def test_distillation_stops_gradient_to_teacher():
     # lam = 0: the student's GT term is off, so the teacher's gradient must be that of GT(teacher) only.
     def total(t, s):
-        return ilsd_loss(t, s, TARGETS, MASK, 0.0, 0.1)[0]
+        return maskgit_ilsd(t, s, 0.0, 0.1)[0]
 
     g_teacher, g_student = jax.grad(total, argnums=(0, 1))(jnp.asarray(T_LOGITS), jnp.asarray(S_LOGITS))
     g_gt_only = jax.grad(lambda t: masked_ce(t, TARGETS, MASK, 0.1))(jnp.asarray(T_LOGITS))
@@ -99,6 +109,26 @@ def test_distillation_stops_gradient_to_teacher():
     p_s, p_t = np.exp(np_log_softmax(S_LOGITS)), np.exp(np_log_softmax(T_LOGITS))
     expected = (p_s - p_t) * MASK[..., None] / MASK.sum()
     np.testing.assert_allclose(g_student, expected, atol=1e-6)
+
+
+def test_core_stops_gradient_to_teacher_whatever_the_family_loss():
+    # A distillation loss that does NOT stop the gradient itself (maskgit's soft_ce does too): the
+    # core's stop_gradient on the teacher exit must still cut it. GT is zero, lam = 0: every
+    # gradient comes from D, so the teacher's must be exactly zero.
+    def distill(s, t):  # soft CE written without stop_gradient
+        p_t = jax.nn.softmax(t, axis=-1)
+        per = -jnp.sum(p_t * jax.nn.log_softmax(s, axis=-1), axis=-1)
+        return jnp.sum(per * MASK) / MASK.sum()
+
+    def total(t, s):
+        return ilsd_loss(lambda o: 0.0 * jnp.sum(o), distill, t, s, 0.0)[0]
+
+    # Sanity: without the core the teacher does get a gradient through this D.
+    assert np.abs(jax.grad(distill, argnums=1)(jnp.asarray(S_LOGITS), jnp.asarray(T_LOGITS))).max() > 1e-3
+    g_teacher, g_student = jax.grad(total, argnums=(0, 1))(jnp.asarray(T_LOGITS), jnp.asarray(S_LOGITS))
+    assert jnp.all(g_teacher == 0)
+    p_s, p_t = np.exp(np_log_softmax(S_LOGITS)), np.exp(np_log_softmax(T_LOGITS))
+    np.testing.assert_allclose(g_student, (p_s - p_t) * MASK[..., None] / MASK.sum(), atol=1e-6)
 
 
 def test_lam_schedule_linear_one_to_zero():

@@ -1,6 +1,7 @@
 """End to end: the real DAG (DVC, Beam, JAX, the FID network) on a tiny grid in a temporary
-clone, logging to a real MLflow server on 127.0.0.1; then the granularity users rely on, and
-resume after a kill."""
+clone, logging to a real MLflow server on 127.0.0.1, with a point of a test-only family (toy:
+continuous latents, MSE per exit) next to the maskgit points through the unchanged stages; then
+the granularity users rely on (per scale, per family, per stage), and resume after a kill."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ import yaml
 
 from pipeline_repo import dvc, env_for, make_repo, run, stale_stages, tiny_params
 
-RUNS = ["tiny-1x2-elt", "tiny-1x2-vanilla", "micro-2x1-unique"]
+RUNS = ["tiny-1x2-elt", "tiny-1x2-vanilla", "micro-2x1-unique"]  # the maskgit family
+TOY = "toy-1x2-elt"  # the toy family (tests/toy_family), only in the module's `repo`
 PER_RUN = {"train", "sample", "evaluate"}
 
 
@@ -35,7 +37,7 @@ def mlflow_uri(tmp_path_factory):
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory, mlflow_uri):
     """The tiny DAG, reproduced once for the whole module."""
-    path = make_repo(tmp_path_factory.mktemp("pipeline") / "repo")
+    path = make_repo(tmp_path_factory.mktemp("pipeline") / "repo", toy=True)
     env = env_for({"MLFLOW_TRACKING_URI": mlflow_uri})
     proc = dvc(path, "repro", env=env, timeout=3000)
     (path / "repro.log").write_text(proc.stdout + proc.stderr)
@@ -56,11 +58,12 @@ def _restore(repo: Path) -> None:
 
 def test_every_output_and_metric_exists_and_is_sane(repo):
     assert (repo / "data" / "tokens" / "manifest.json").exists()
-    assert (repo / "data" / "ref_stats" / "stats.npz").exists()
+    assert (repo / "data" / "ref_stats" / "fid" / "stats.npz").exists()
     manifest = json.loads((repo / "data" / "tokens" / "manifest.json").read_text())
-    assert manifest["total"] == 1797 and manifest["grid"] == [8, 8]
-    for name in RUNS:
+    assert manifest["total"] == 1797 and manifest["spec"]["shape"] == [8, 8]
+    for name in RUNS + [TOY]:
         ev = json.loads((repo / "runs" / name / "eval.json").read_text())
+        assert ev["metric"] == "fid" and ev["family"] == ("toy" if name == TOY else "maskgit")
         loops = sorted(int(L) for L in ev["per_loop"])
         assert loops == ([1] if name.endswith("unique") else [1, 2, 3])
         for L in loops:
@@ -84,6 +87,14 @@ def test_every_output_and_metric_exists_and_is_sane(repo):
     elt = json.loads((repo / "runs" / "tiny-1x2-elt" / "eval.json").read_text())
     van = json.loads((repo / "runs" / "tiny-1x2-vanilla" / "eval.json").read_text())
     assert elt["params"] == van["params"]
+    # the toy point went through the same stages: continuous latents sampled, decoded and scored
+    toy_samples = np.load(repo / "runs" / TOY / "samples" / "L2.npz")
+    assert toy_samples["latents"].dtype == np.float32 and toy_samples["latents"].shape == (20, 8, 8, 8)
+    toy_train = json.loads((repo / "runs" / TOY / "train" / "metrics.json").read_text())
+    assert set(toy_train["held_out_loss_per_exit"]) == {"1", "2"}
+    # ... and sits in the one aggregate, next to the maskgit points
+    points = (repo / "results" / "points.csv").read_text()
+    assert all(name in points for name in RUNS + [TOY])
     for f in ("points.csv", "table.md", "pareto.json", "summary.md", "fid_vs_gflops.png", "fid_vs_params.png", "fid_vs_loops.png"):
         assert (repo / "results" / f).stat().st_size > 0, f
     assert _stale(repo) == set()
@@ -98,7 +109,7 @@ def test_noop_repro_runs_nothing(repo):
 def test_adding_a_scale_and_grid_point_stales_only_that_point(repo):
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["scales"]["nano"] = {"d_model": 8, "mlp_dim": 16, "num_heads": 2}
-    params["grid"]["nano-1x2-elt"] = {"scale": "nano", "N": 1, "L_max": 2, "ilsd": True}
+    params["grid"]["nano-1x2-elt"] = {"family": "maskgit", "scale": "nano", "N": 1, "L_max": 2, "ilsd": True}
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     try:
         assert _stale(repo) == {f"{s}@nano-1x2-elt" for s in PER_RUN} | {"aggregate"}
@@ -111,30 +122,59 @@ def test_editing_one_scale_invalidates_only_its_runs(repo):
     params["scales"]["micro"]["mlp_dim"] = 48
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     try:
-        assert _stale(repo) == {"train@micro-2x1-unique"}  # downstream follows once it reruns
+        # every run of that scale, whatever its family; downstream follows once it reruns
+        assert _stale(repo) == {"train@micro-2x1-unique", f"train@{TOY}"}
     finally:
         _restore(repo)
 
 
-def test_sampling_setting_reruns_sampling_never_training(repo):
+def _edit_params(repo: Path, edit) -> None:
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["sample"]["choice_temperature"] = 3.0
+    edit(params)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def _touch(path: Path) -> None:
+    path.write_text(path.read_text() + "\n# a comment is still a change\n")
+
+
+def test_a_family_sampling_setting_reruns_only_that_familys_sampling(repo):
+    _edit_params(repo, lambda p: p["families"]["maskgit"]["sample"].update(choice_temperature=3.0))
     try:
-        stale = _stale(repo)
-        assert stale == {f"sample@{r}" for r in RUNS}
-        assert not any(s.startswith("train") for s in stale)
+        assert _stale(repo) == {f"sample@{r}" for r in RUNS}  # not the toy's, never training
+    finally:
+        _restore(repo)
+    _edit_params(repo, lambda p: p["families"]["toy"]["train"].update(noise=0.4))
+    try:
+        assert _stale(repo) == {f"train@{TOY}"}
+    finally:
+        _restore(repo)
+
+
+def test_a_family_code_edit_reruns_only_that_familys_stages(repo):
+    _touch(repo / "elt" / "families" / "maskgit" / "sampler.py")
+    try:
+        assert _stale(repo) == {f"sample@{r}" for r in RUNS}
+    finally:
+        _restore(repo)
+    _touch(repo / "elt" / "families" / "toy" / "losses.py")
+    try:
+        assert _stale(repo) == {f"train@{TOY}"}
+    finally:
+        _restore(repo)
+    _touch(repo / "elt" / "families" / "toy" / "model.py")
+    try:
+        assert _stale(repo) == {f"{s}@{TOY}" for s in PER_RUN}
+    finally:
+        _restore(repo)
+    _touch(repo / "elt" / "core" / "looped.py")  # the shared core: every family's runs
+    try:
+        assert _stale(repo) == {f"{s}@{r}" for s in PER_RUN for r in RUNS + [TOY]}
     finally:
         _restore(repo)
 
 
 def test_code_dependencies_follow_the_library_parts_used(repo):
-    sampler = repo / "elt" / "sampling" / "maskgit.py"
-    sampler.write_text(sampler.read_text() + "\n# a comment is still a change\n")
-    try:
-        assert _stale(repo) == {f"sample@{r}" for r in RUNS}
-    finally:
-        _restore(repo)
     agg = next((repo / "elt" / "aggregate").glob("*.py"))
     agg.write_text(agg.read_text() + "\n# change\n")
     try:
@@ -219,7 +259,7 @@ STAGE_SECONDS = {"prepare_data": 8, "train_tokenizer": 20, "tokenize": 25, "fetc
 
 def _dag_stages() -> list[str]:
     head = ["prepare_data", "train_tokenizer", "tokenize", "fetch_fid_weights", "ref_stats"]
-    return head + [f"{s}@{r}" for s in ("train", "sample", "evaluate") for r in RUNS] + ["aggregate"]
+    return head + [f"{s}@{r}" for s in ("train", "sample", "evaluate") for r in RUNS + [TOY]] + ["aggregate"]
 
 
 def test_dag_survives_kill_9_in_every_stage(repo, tmp_path):
@@ -229,7 +269,7 @@ def test_dag_survives_kill_9_in_every_stage(repo, tmp_path):
 
     seed = int(os.environ.get("ELT_KILL_SEED", "0"))
     rng = random.Random(seed)
-    killed = make_repo(tmp_path / "killed")
+    killed = make_repo(tmp_path / "killed", toy=True)
     env = env_for({"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"})  # tracking down: must not matter
     interrupted = []
     for stage in _dag_stages():
@@ -251,7 +291,7 @@ def test_dag_survives_kill_9_in_every_stage(repo, tmp_path):
 
     for rel in sorted(p.relative_to(repo / "data" / "tokens") for p in (repo / "data" / "tokens").rglob("*") if p.is_file()):
         assert (repo / "data" / "tokens" / rel).read_bytes() == (killed / "data" / "tokens" / rel).read_bytes(), rel
-    for name in RUNS:
+    for name in RUNS + [TOY]:
         for x, y in zip(_final_params(repo / "runs" / name / "train"), _final_params(killed / "runs" / name / "train")):
             np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
         want = json.loads((repo / "runs" / name / "eval.json").read_text())["per_loop"]

@@ -31,7 +31,8 @@ def _params() -> dict:
     p["grid"] = {RUN: p["grid"][RUN]}
     p["tokenizer"].update(steps=10)
     p["train"].update(steps=4, warmup_steps=1, checkpoint_every=2, log_every=2)
-    p["sample"].update(loops=[1, 2, 3], steps=2, num_samples=10, batch_size=10)
+    p["sample"].update(loops=[1, 2, 3], num_samples=10, batch_size=10)
+    p["families"]["maskgit"]["sample"]["steps"] = 2
     p["eval"].update(batch_size=10, ref_num_images=10)
     return p
 
@@ -86,7 +87,8 @@ def _files(root: Path) -> list[str]:
 def test_sample_resumes_per_loop_count_and_matches_an_uninterrupted_run(repo, env, tmp_path):
     params = yaml.safe_load((repo / "params.yaml").read_text())
     # Enough work per L (a fraction of a second) to kill between two L.
-    params["sample"].update(loops=[1, 2, 3], steps=8, num_samples=300, batch_size=100)
+    params["sample"].update(loops=[1, 2, 3], num_samples=300, batch_size=100)
+    params["families"]["maskgit"]["sample"]["steps"] = 8
     pfile = tmp_path / "params.yaml"
     pfile.write_text(yaml.safe_dump(params))
     cmd = [sys.executable, "stages/sample.py", "--params", str(pfile), "--run", RUN]
@@ -123,7 +125,7 @@ def test_sample_resumes_per_loop_count_and_matches_an_uninterrupted_run(repo, en
             assert (out / name).read_bytes() == (fresh_out / name).read_bytes(), name
         elif name.endswith(".npz"):
             with np.load(out / name) as a, np.load(fresh_out / name) as b:
-                assert sorted(a.files) == sorted(b.files) == ["images", "labels", "tokens"]
+                assert sorted(a.files) == sorted(b.files) == ["images", "labels", "latents"]
                 for k in a.files:
                     np.testing.assert_array_equal(a[k], b[k], err_msg=f"{name}[{k}]")
     timing = json.loads((out / "timing.json").read_text())

@@ -7,15 +7,18 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from elt.models import build_model
-from elt.sampling import SamplerConfig, make_sampler, masked_count_schedule
+from elt import families
+from elt.config import ConfigError
+from elt.families.maskgit.config import SampleConfig
+from elt.families.maskgit.model import MaskedImageELT, MaskGITConfig
+from elt.families.maskgit.sampler import _guided_logits, make_sampler, masked_count_schedule
 
 TINY = dict(codebook_size=16, num_classes=4, grid=(4, 4), d_model=32, num_heads=4, mlp_dim=64, N=2)
 
 
 @pytest.fixture(scope="module")
 def setup():
-    model = build_model("maskgit", **TINY)
+    model = MaskedImageELT(MaskGITConfig(**TINY))
     params = jax.jit(model.init)(jax.random.key(0))
     return model, params
 
@@ -43,11 +46,11 @@ def test_schedule_by_hand():
 @pytest.mark.parametrize("K,cfg_scale", [(4, 1.0), (24, 3.0)])
 def test_sample_valid_filled_and_follows_schedule(setup, K, cfg_scale):
     model, params = setup
-    sample = make_sampler(model, SamplerConfig(steps=K, cfg_scale=cfg_scale), with_history=True)
+    sample = make_sampler(model, SampleConfig(steps=K), cfg_scale, with_history=True)
     labels = jnp.array([0, 1, 2, 3, 4], jnp.int32)  # 4 = unconditional
     tokens, history = sample(params, labels, 2, jax.random.key(3))
     tokens = np.asarray(tokens)
-    assert tokens.dtype == np.int32 and tokens.shape == (5, 16)
+    assert tokens.dtype == np.int32 and tokens.shape == (5, 4, 4)  # [B, h, w]
     assert tokens.min() >= 0 and tokens.max() < 16  # never mask_id or class ids
     # Exact on any machine: positions are ranked, not thresholded. The one floor on an exact integer
     # (K=24, step 16: 16 cos(pi/3) = 8, 7 in float32 and 8 in float64) is overridden by the clamp.
@@ -56,7 +59,7 @@ def test_sample_valid_filled_and_follows_schedule(setup, K, cfg_scale):
 
 def test_deterministic_given_rng_and_depends_on_it(setup):
     model, params = setup
-    sample = make_sampler(model, SamplerConfig(steps=6))
+    sample = make_sampler(model, SampleConfig(steps=6))
     labels = jnp.arange(4, dtype=jnp.int32)
     a = sample(params, labels, 2, jax.random.key(11))
     b = sample(params, labels, 2, jax.random.key(11))
@@ -67,7 +70,7 @@ def test_deterministic_given_rng_and_depends_on_it(setup):
 
 def test_L_is_dynamic_one_compile(setup):
     model, params = setup
-    sample = make_sampler(model, SamplerConfig(steps=4))
+    sample = make_sampler(model, SampleConfig(steps=4))
     labels = jnp.arange(4, dtype=jnp.int32)
     outs = [np.asarray(sample(params, labels, L, jax.random.key(0))) for L in (1, 2, 3, 6)]
     assert sample._cache_size() == 1  # no recompilation per L, L=6 beyond any L_max
@@ -81,13 +84,11 @@ def test_peaked_model_is_decoded_exactly(setup):
     p = dict(params)
     p["head"] = dict(p["head"], out={"kernel": jnp.zeros_like(params["head"]["out"]["kernel"]),
                                      "bias": 1e4 * jax.nn.one_hot(7, 16)})
-    tokens = make_sampler(model, SamplerConfig(steps=5, cfg_scale=2.0))(p, jnp.arange(3, dtype=jnp.int32), 3, jax.random.key(0))
-    np.testing.assert_array_equal(tokens, np.full((3, 16), 7))
+    tokens = make_sampler(model, SampleConfig(steps=5), cfg_scale=2.0)(p, jnp.arange(3, dtype=jnp.int32), 3, jax.random.key(0))
+    np.testing.assert_array_equal(tokens, np.full((3, 4, 4), 7))
 
 
 def test_cfg_combines_conditional_and_unconditional(setup):
-    from elt.sampling.maskgit import _guided_logits
-
     model, params = setup
     tokens = jax.random.randint(jax.random.key(1), (2, 16), 0, 17)
     labels = jnp.array([1, 2], jnp.int32)
@@ -97,8 +98,17 @@ def test_cfg_combines_conditional_and_unconditional(setup):
     np.testing.assert_allclose(_guided_logits(model, params, tokens, labels, 2, 1.0), c, atol=1e-6)
 
 
-def test_sampler_config_validation():
-    with pytest.raises(ValueError, match="steps=0"):
-        SamplerConfig(steps=0)
-    with pytest.raises(ValueError, match="temperature_bias"):
-        SamplerConfig(temperature_bias=0.0)
+@pytest.mark.parametrize(
+    "override,key",
+    [({"steps": 0}, "steps"), ({"temperature_bias": 0.0}, "temperature_bias"),
+     ({"temperature_scale": -1.0}, "temperature_scale"), ({"choice_temperature": -0.5}, "choice_temperature")],
+)
+def test_sample_config_validation(override, key):
+    with pytest.raises(ConfigError, match=rf"^families\.maskgit\.sample\.{key}: ") as err:
+        SampleConfig(**override).check("families.maskgit.sample")
+    assert err.value.key == f"families.maskgit.sample.{key}"
+    SampleConfig().check("families.maskgit.sample")
+
+
+def test_family_module_is_this_sampler():
+    assert families.module("maskgit", "sampler").make_sampler is make_sampler

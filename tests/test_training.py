@@ -13,14 +13,22 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from elt.models import build_model
-from elt.training import (
-    TrainConfig, cosine_mask, cosine_mask_count, create_train_state, drop_labels, eval_loss,
-    lr_schedule, make_train_step, masked_ce, weight_decay_mask,
-)
+from elt import families
+from elt.config import ConfigError, TrainConfig
+from elt.core.optim import lr_schedule, weight_decay_mask
+from elt.core.train_step import create_train_state, drop_labels, make_eval_loss, make_train_step
+from elt.families.maskgit.config import TrainConfig as MaskGITTrainConfig
+from elt.families.maskgit.losses import cosine_mask, cosine_mask_count, masked_ce
+from elt.families.maskgit.model import MaskedImageELT, MaskGITConfig
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = dict(codebook_size=16, num_classes=4, grid=(4, 4), d_model=32, num_heads=4, mlp_dim=64, N=2)
+LOSSES = families.module("maskgit", "losses")  # the family's training contract
+FAMILY_TRAIN = MaskGITTrainConfig()  # label_smoothing 0.1, as the old TrainConfig's default
+
+
+def build_model(**kw):
+    return MaskedImageELT(MaskGITConfig(**kw))
 
 
 # ---- masking --------------------------------------------------------------------------------
@@ -67,7 +75,7 @@ def test_lr_schedule_values():
 
 
 def test_weight_decay_only_on_matrices():
-    model = build_model("maskgit", **TINY)
+    model = build_model(**TINY)
     mask = weight_decay_mask(jax.eval_shape(model.init, jax.random.key(0)))
     layer = mask["block"]["layers"]["layer"]
     assert layer["mlp_in"]["kernel"] and layer["attn"]["query"]["kernel"] and mask["embed"]["tok"]["embedding"]
@@ -76,29 +84,38 @@ def test_weight_decay_only_on_matrices():
 
 
 # ---- config validation ----------------------------------------------------------------------
-def test_train_config_validation():
+@pytest.mark.parametrize(
+    "override,key,value",
+    [({"L_min": 0}, "L_min", "0"), ({"label_drop": 1.5}, "label_drop", "1.5"), ({"batch_size": 0}, "batch_size", "0")],
+)
+def test_train_config_validation(override, key, value):
+    hyper = TrainConfig(**dict(dict(batch_size=8, steps=10), **override))
+    with pytest.raises(ConfigError, match=rf"^train\.{key}: .*got {value}$") as err:
+        hyper.check("train")
+    assert err.value.key == f"train.{key}"
+    TrainConfig(batch_size=8, steps=10).check("train")
+
+
+def test_make_train_step_needs_L_min_below_L_max_for_ilsd():
+    model = build_model(**TINY)
     with pytest.raises(ValueError, match=r"L_min=3, L_max=3"):
-        TrainConfig(batch_size=8, total_steps=10, L_max=3, L_min=3)
-    with pytest.raises(ValueError, match="L_min=0"):
-        TrainConfig(batch_size=8, total_steps=10, L_max=3, L_min=0)
-    with pytest.raises(ValueError, match="label_drop=1.5"):
-        TrainConfig(batch_size=8, total_steps=10, L_max=3, label_drop=1.5)
-    with pytest.raises(ValueError, match="batch_size=0"):
-        TrainConfig(batch_size=0, total_steps=10, L_max=3)
-    TrainConfig(batch_size=8, total_steps=10, L_max=1, ilsd=False)  # unique-depth baseline is valid
+        make_train_step(LOSSES, model, TrainConfig(batch_size=8, steps=10, L_min=3), 3, True, FAMILY_TRAIN)
+    # The unique-depth baseline (L_max = 1, no ILSD) is valid.
+    make_train_step(LOSSES, model, TrainConfig(batch_size=8, steps=10), 1, False, FAMILY_TRAIN)
 
 
 # ---- train step -----------------------------------------------------------------------------
 def _batch(B=8, seed=0):
     r1, r2 = jax.random.split(jax.random.key(seed))
-    return {"tokens": jax.random.randint(r1, (B, 16), 0, 16), "labels": jax.random.randint(r2, (B,), 0, 4)}
+    tokens = jax.random.randint(r1, (B, 16), 0, 16)  # the same values as before, on the 4x4 grid
+    return {"latents": tokens.reshape(B, 4, 4), "labels": jax.random.randint(r2, (B,), 0, 4)}
 
 
 def test_train_step_metrics_and_L_int_range():
-    model = build_model("maskgit", **TINY)
-    tc = TrainConfig(batch_size=8, total_steps=40, L_max=4, L_min=2, lr=3e-3, warmup_steps=2)
+    model = build_model(**TINY)
+    tc = TrainConfig(batch_size=8, steps=40, L_min=2, lr=3e-3, warmup_steps=2)
     state = create_train_state(model, tc, jax.random.key(0))
-    step = make_train_step(model, tc)
+    step = make_train_step(LOSSES, model, tc, 4, True, FAMILY_TRAIN)
     batch = _batch()
     seen, losses = set(), []
     for s in range(40):
@@ -117,36 +134,49 @@ def test_train_step_metrics_and_L_int_range():
 
 
 def test_eval_loss_matches_direct_computation():
-    model = build_model("maskgit", **TINY)
+    model = build_model(**TINY)
     params = jax.jit(model.init)(jax.random.key(0))
     batch, rng = _batch(), jax.random.key(5)
-    inputs, mask = cosine_mask(rng, batch["tokens"], model.mask_id)
+    tokens = batch["latents"].reshape(8, 16)
+    inputs, mask = cosine_mask(rng, tokens, model.mask_id)
+    eval_loss = make_eval_loss(LOSSES, model, FAMILY_TRAIN)
     for L in (1, 3):
-        direct = masked_ce(jax.jit(model.apply)(params, inputs, batch["labels"], L), batch["tokens"], mask)
-        np.testing.assert_allclose(eval_loss(model, params, batch, rng, L), direct, rtol=1e-5)
+        direct = masked_ce(jax.jit(model.apply)(params, inputs, batch["labels"], L), tokens, mask)
+        np.testing.assert_allclose(eval_loss(params, batch, rng, L), direct, rtol=1e-5)
+
+
+def test_eval_loss_rejects_L_below_one():
+    model = build_model(**TINY)
+    params = jax.jit(model.init)(jax.random.key(0))
+    eval_loss = make_eval_loss(LOSSES, model, FAMILY_TRAIN)
     with pytest.raises(ValueError, match="L=0"):
-        eval_loss(model, params, batch, rng, 0)
+        eval_loss(params, _batch(), jax.random.key(5), 0)
 
 
 _MESH_SCRIPT = textwrap.dedent(
     """
     import json, sys
     import jax, jax.numpy as jnp
-    from elt.models import build_model
-    from elt.training import TrainConfig, create_train_state, make_train_step, make_mesh, shard_batch
+    from elt import families
+    from elt.config import TrainConfig
+    from elt.core.mesh import make_mesh, shard_batch
+    from elt.core.train_step import create_train_state, make_train_step
+    from elt.families.maskgit.config import TrainConfig as MaskGITTrainConfig
     TINY = dict(codebook_size=16, num_classes=4, grid=(4, 4), d_model=32, num_heads=4, mlp_dim=64, N=2)
-    model = build_model("maskgit", **TINY)
-    tc = TrainConfig(batch_size=16, total_steps=10, L_max=3, lr=1e-3, warmup_steps=1)
+    model = families.module("maskgit", "model").model_from_config(TINY)
+    losses = families.module("maskgit", "losses")
+    tc = TrainConfig(batch_size=16, steps=10, lr=1e-3, warmup_steps=1)
     r1, r2 = jax.random.split(jax.random.key(9))
-    host_batch = {"tokens": jax.random.randint(r1, (16, 16), 0, 16), "labels": jax.random.randint(r2, (16,), 0, 4)}
+    host_batch = {"latents": jax.random.randint(r1, (16, 16), 0, 16).reshape(16, 4, 4),
+                  "labels": jax.random.randint(r2, (16,), 0, 4)}
     result = {"devices": jax.device_count()}
     # mesh=None: plain jit on the default (single) device; "mesh": data-parallel over all devices.
     for mode, mesh in (("single", None), ("mesh", make_mesh())):
         state = create_train_state(model, tc, jax.random.key(0), mesh)
-        step = make_train_step(model, tc, mesh)
+        step = make_train_step(losses, model, tc, 3, True, MaskGITTrainConfig(), mesh)
         batch = host_batch if mesh is None else shard_batch(host_batch, mesh)
         if mesh is not None:
-            assert len(batch["tokens"].sharding.device_set) == jax.device_count()
+            assert len(batch["latents"].sharding.device_set) == jax.device_count()
         out = []
         for s in range(3):
             state, m = step(state, batch, jax.random.key(s))
@@ -185,11 +215,16 @@ def test_mesh_rejects_indivisible_batch():
     code = textwrap.dedent(
         """
         import jax
-        from elt.models import build_model
-        from elt.training import TrainConfig, make_train_step, make_mesh
-        model = build_model("maskgit", codebook_size=16, num_classes=4, grid=(4, 4), d_model=32, num_heads=4, mlp_dim=64, N=2)
+        from elt import families
+        from elt.config import TrainConfig
+        from elt.core.mesh import make_mesh
+        from elt.core.train_step import make_train_step
+        from elt.families.maskgit.config import TrainConfig as MaskGITTrainConfig
+        model = families.module("maskgit", "model").model_from_config(
+            dict(codebook_size=16, num_classes=4, grid=(4, 4), d_model=32, num_heads=4, mlp_dim=64, N=2))
         try:
-            make_train_step(model, TrainConfig(batch_size=6, total_steps=2, L_max=2), make_mesh())
+            make_train_step(families.module("maskgit", "losses"), model, TrainConfig(batch_size=6, steps=2), 2, True,
+                            MaskGITTrainConfig(), make_mesh())
         except ValueError as e:
             print("ERR", e)
         """

@@ -40,6 +40,7 @@ def register_tokenizer(kind: str, loader: Callable[[str, dict], Tokenizer]) -> N
 
 
 def tokenizer_kinds() -> list[str]:
+    _register_builtin()
     return sorted(_LOADERS)
 
 
@@ -57,6 +58,7 @@ def load_tokenizer(path: str, require_manifest: bool = False) -> Tokenizer:
         except json.JSONDecodeError as e:
             raise ValueError(f"{meta_path} is not valid JSON: {e}") from e
     kind = meta.get("kind")
+    _register_builtin()
     if kind not in _LOADERS:
         raise ValueError(
             f"{meta_path}: unknown tokenizer kind {kind!r} (known: {tokenizer_kinds()})"
@@ -69,9 +71,9 @@ def load_tokenizer(path: str, require_manifest: bool = False) -> Tokenizer:
 
 
 def _register_builtin() -> None:
-    from elt.tokenizers.vq import VQTokenizer  # pylint: disable=import-outside-toplevel
+    """The built-in kinds, registered on first use: importing the package (for a kind's typed
+    config, read when params are parsed) must not import flax."""
+    if "vq" not in _LOADERS:
+        from elt.tokenizers.vq import VQTokenizer  # pylint: disable=import-outside-toplevel
 
-    register_tokenizer("vq", VQTokenizer.load)
-
-
-_register_builtin()
+        register_tokenizer("vq", VQTokenizer.load)

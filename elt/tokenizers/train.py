@@ -32,7 +32,8 @@ def evaluate(tok: vq.VQTokenizer, images: np.ndarray) -> dict:
     ids = tok.encode(images)
     recon = tok.decode(ids)
     mse = float(np.mean((recon.astype(np.float64) - images.astype(np.float64)) ** 2))
-    return {"mse": mse, "psnr": vq.psnr_from_mse(mse), **vq.usage_stats(ids, tok.codebook_size)}
+    usage = vq.usage_stats(ids, tok.spec.vocab_size) if tok.spec.vocab_size else {}  # codebooks only
+    return {"mse": mse, "psnr": vq.psnr_from_mse(mse), **usage}
 
 
 def make_train_step(cfg: vq.VQConfig, tx):
@@ -137,39 +138,24 @@ def train_tokenizer(
     dataset: str,
     split: str,
     data_dir: str | None,
-    image_size: int,
     out_dir: str,
+    cfg: vq.VQConfig,
     *,
-    downsample: int = 4,
-    codebook_size: int = 128,
-    embed_dim: int = 32,
-    channels: int = 64,
-    steps: int = 1500,
-    batch_size: int = 64,
-    lr: float = 1e-3,
-    commitment: float = 0.25,
-    seed: int = 0,
     max_examples: int = 50_000,
     log_every: int = 100,
 ) -> dict:
-    """Train on `dataset`/`split`, save to `out_dir`, return metrics (also in metrics.json)."""
+    """Train on `dataset`/`split` at cfg.image_size with cfg's settings (params.yaml `tokenizer`),
+    save to `out_dir`, return metrics (also in metrics.json)."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     from elt.data.datasets import load_image_dataset  # pylint: disable=import-outside-toplevel
 
-    cfg = vq.VQConfig(
-        image_size=image_size,
-        downsample=downsample,
-        codebook_size=codebook_size,
-        embed_dim=embed_dim,
-        channels=channels,
-        commitment=commitment,
-    ).validate()
-    data = load_image_dataset(dataset, split, data_dir, image_size)
+    cfg = cfg.validate()
+    data = load_image_dataset(dataset, split, data_dir, cfg.image_size)
     images, _ = data.read(0, min(data.num_examples, max_examples))
-    tok, info = fit(cfg, images, steps, batch_size, lr, seed, log_every, progress=True)
+    tok, info = fit(cfg, images, cfg.steps, cfg.batch_size, cfg.lr, cfg.seed, log_every, progress=True)
     metrics = {
         **evaluate(tok, images),
-        "steps": steps,
+        "steps": cfg.steps,
         "num_images": int(len(images)),
         "dataset": data.identity,
         "identity": tok.identity,

@@ -27,37 +27,7 @@ import numpy as np
 
 from elt.data.spec import LatentSpec
 from elt.integrity import write_manifest
-
-
-@dataclasses.dataclass(frozen=True)
-class VQConfig:
-    image_size: int = 32
-    downsample: int = 4  # 4 or 8: one stride-2 conv per factor of 2
-    codebook_size: int = 128  # K
-    embed_dim: int = 32
-    channels: int = 64
-    num_res_blocks: int = 1  # residual blocks at the token grid (encoder and decoder)
-    commitment: float = 0.25  # beta
-
-    def validate(self) -> "VQConfig":
-        if self.downsample not in (2, 4, 8, 16):
-            raise ValueError(f"tokenizer.downsample must be 2, 4, 8 or 16, got {self.downsample}")
-        if self.image_size % self.downsample:
-            raise ValueError(
-                f"image_size {self.image_size} is not divisible by tokenizer.downsample "
-                f"{self.downsample}"
-            )
-        for key in ("codebook_size", "embed_dim", "channels"):
-            if getattr(self, key) < 2:
-                raise ValueError(f"tokenizer.{key} must be >= 2, got {getattr(self, key)}")
-        if self.commitment < 0:
-            raise ValueError(f"tokenizer.commitment must be >= 0, got {self.commitment}")
-        return self
-
-    @property
-    def grid(self) -> tuple[int, int]:
-        g = self.image_size // self.downsample
-        return g, g
+from elt.tokenizers.vq_config import VQConfig
 
 
 class ResBlock(nn.Module):

@@ -13,11 +13,6 @@ Last line: one JSON object.
 
 import sys
 
-# This file is named like the stdlib `tokenize` (which `inspect` imports): drop its own folder
-# from the import path first, or Python would import this script as `tokenize`.
-from pathlib import Path as _Path
-
-sys.path[:] = [p for p in sys.path if _Path(p or ".").resolve() != _Path(__file__).resolve().parent]
 import argparse
 import json
 import os

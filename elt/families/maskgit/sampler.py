@@ -14,31 +14,10 @@ Positions are ranked (not thresholded), so exactly n stay masked even with tied 
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import jax
 import jax.numpy as jnp
-
-
-@dataclasses.dataclass(frozen=True)
-class SamplerConfig:
-    steps: int = 24
-    temperature_bias: float = 0.5
-    temperature_scale: float = 0.8
-    choice_temperature: float = 4.5
-    cfg_scale: float = 1.0
-
-    def __post_init__(self):
-        if not isinstance(self.steps, int) or self.steps < 1:
-            raise ValueError(f"SamplerConfig.steps must be an int >= 1, got steps={self.steps!r}")
-        if self.temperature_bias <= 0:
-            # The last step has STemp = bias: it must stay positive to divide the logits.
-            raise ValueError(f"SamplerConfig.temperature_bias must be > 0, got {self.temperature_bias!r}")
-        if self.temperature_scale < 0:
-            raise ValueError(f"SamplerConfig.temperature_scale must be >= 0, got {self.temperature_scale!r}")
-        if self.choice_temperature < 0:
-            raise ValueError(f"SamplerConfig.choice_temperature must be >= 0, got {self.choice_temperature!r}")
 
 
 def masked_count_schedule(seq_len: int, steps: int) -> list[int]:
@@ -59,11 +38,12 @@ def _guided_logits(model, params, tokens, labels, L, cfg_scale: float):
     return u + cfg_scale * (c - u)
 
 
-def make_sampler(model, sc: SamplerConfig, with_history: bool = False):
-    """Jitted ``sample(params, labels[B], L, rng) -> tokens[B, h*w]`` int32 in [0, K).
+def make_sampler(model, sc, cfg_scale: float = 1.0, with_history: bool = False):
+    """Jitted ``sample(params, labels[B], L, rng) -> tokens[B, h, w]`` int32 in [0, K).
 
-    L is a traced argument: one compilation serves every loop count. ``with_history=True``
-    also returns the number of still-masked tokens per row after each step, [B, K].
+    ``sc`` is the family's SampleConfig (steps, temperatures). L is a traced argument: one
+    compilation serves every loop count. ``with_history=True`` also returns the number of
+    still-masked tokens per row after each step, [B, K].
     """
     S, K, mask_id = model.seq_len, sc.steps, model.mask_id
 
@@ -77,7 +57,7 @@ def make_sampler(model, sc: SamplerConfig, with_history: bool = False):
             tokens, history = carry
             ratio = (k + 1).astype(jnp.float32) / K
             r_tok, r_choice = jax.random.split(jax.random.fold_in(rng, k))
-            logits = _guided_logits(model, params, tokens, labels, L, sc.cfg_scale)
+            logits = _guided_logits(model, params, tokens, labels, L, cfg_scale)
             stemp = sc.temperature_bias + sc.temperature_scale * (1.0 - ratio)
             sampled = jax.random.categorical(r_tok, logits / stemp, axis=-1).astype(jnp.int32)
             unknown = tokens == mask_id
@@ -104,6 +84,12 @@ def make_sampler(model, sc: SamplerConfig, with_history: bool = False):
         tokens, history = jax.lax.fori_loop(
             0, K, step, (tokens0, jnp.zeros((B, K), jnp.int32))
         )
+        tokens = tokens.reshape(B, *model.cfg.grid)
         return (tokens, history) if with_history else tokens
 
     return jax.jit(sample)
+
+
+def decode(tokenizer, latents):
+    """uint8 images of sampled tokens [B, h, w]."""
+    return tokenizer.decode(latents)

@@ -6,14 +6,13 @@ unconditional class (CFG null / label drop) -> ``K + 1 + num_classes``; embeddin
 shared final LayerNorm.
 
 Baselines from the same code:
-  * vanilla looping = this model trained on the L_max exit only (``TrainConfig(ilsd=False)``);
+  * vanilla looping = this model trained on the L_max exit only (grid point ``ilsd: false``);
   * unique-depth    = ``MaskGITConfig(N=N*L)`` trained and sampled with ``L_max = L = 1``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import numbers
 from typing import Any
 
@@ -21,7 +20,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from elt.models.transformer import LoopedBlock, loop_block, loop_block_with_exit
+from elt.core import looped
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -38,7 +37,7 @@ class MaskGITConfig:
     remat: bool = False
     dtype: str = "float32"  # compute dtype; params stay float32
     # Unroll the N layers and the static training loop over L_max: the ILSD step ran 1.5x faster
-    # on CPU than with rolled scans (benchmarks/RESULTS_core.md); False compiles faster for very
+    # on CPU than with rolled scans (benchmarks/README.md, train step); False compiles faster for very
     # deep N x L_max. Inference with a traced L always keeps a rolled loop over L, and remat keeps
     # the layer scan rolled (its memory saving needs the loop, see LoopedBlock).
     unroll: bool = True
@@ -98,15 +97,8 @@ class _Head(nn.Module):
         return nn.Dense(self.codebook_size, dtype=self.dtype, name="out")(h).astype(jnp.float32)
 
 
-def _check_static_L(name: str, L) -> None:
-    if isinstance(L, bool) or (isinstance(L, int) and L < 1):
-        raise ValueError(f"{name} must be >= 1, got {name}={L!r}")
-
-
 class MaskedImageELT:
-    """Functional wrapper: params = {"embed", "block", "head"}; looping done on block params."""
-
-    family = "maskgit"
+    """Functional wrapper: params = {"embed", "block", "head"}; the core loops the block params."""
 
     def __init__(self, cfg: MaskGITConfig):
         if not isinstance(cfg, MaskGITConfig):
@@ -114,7 +106,7 @@ class MaskedImageELT:
         self.cfg = cfg
         dtype = _DTYPES[cfg.dtype]
         self._embed = _Embed(cfg.vocab_size, cfg.seq_len + 1, cfg.d_model, dtype)
-        self._block = LoopedBlock(cfg.N, cfg.d_model, cfg.num_heads, cfg.mlp_dim, dtype, cfg.remat, cfg.unroll)
+        self._block = looped.LoopedBlock(cfg.N, cfg.d_model, cfg.num_heads, cfg.mlp_dim, dtype, cfg.remat, cfg.unroll)
         self._head = _Head(cfg.codebook_size, dtype)
 
     # ---- conventions ---------------------------------------------------------------------
@@ -130,6 +122,10 @@ class MaskedImageELT:
     def seq_len(self) -> int:
         return self.cfg.seq_len
 
+    @property
+    def unroll(self) -> bool:
+        return self.cfg.unroll
+
     # ---- params --------------------------------------------------------------------------
     def init(self, rng: jax.Array) -> dict:
         r_embed, r_block, r_head = jax.random.split(rng, 3)
@@ -142,24 +138,21 @@ class MaskedImageELT:
         }
 
     def num_params(self, params, block_only: bool = False) -> int:
-        """Parameter count; ``block_only`` = the paper's "# params" (unique layers only).
+        return looped.num_params(params, block_only)
 
-        Works on real arrays and on ``jax.eval_shape`` outputs (ShapeDtypeStruct).
-        """
-        tree = params["block"] if block_only else params
-        return int(sum(math.prod(x.shape) for x in jax.tree_util.tree_leaves(tree)))
-
-    # ---- forward pieces ------------------------------------------------------------------
-    def embed(self, params, tokens: jax.Array, labels: jax.Array) -> jax.Array:
+    # ---- the three pieces the core loops (elt/core/looped.py) -------------------------------
+    def embed(self, params, tokens: jax.Array, labels: jax.Array):
+        """(hidden state [B, 1 + h*w, d], cond=None): the class enters as the first token."""
+        self._check_inputs(tokens, labels)
         cls = self.cfg.codebook_size + 1 + labels.astype(jnp.int32)
         ids = jnp.concatenate([cls[:, None], tokens.astype(jnp.int32)], axis=1)
-        return self._embed.apply({"params": params["embed"]}, ids)
+        return self._embed.apply({"params": params["embed"]}, ids), None
 
-    def block_fn(self, params):
+    def block_fn(self, params, cond=None):
         """g_Theta as a function of the hidden state, closed over the block's params."""
-        return lambda h: self._block.apply({"params": params["block"]}, h)
+        return lambda h: self._block.apply({"params": params["block"]}, h, cond)
 
-    def head(self, params, h: jax.Array) -> jax.Array:
+    def head(self, params, h: jax.Array, cond=None) -> jax.Array:
         # Drop the class position before the head: only image tokens are predicted.
         return self._head.apply({"params": params["head"]}, h[:, 1:])
 
@@ -172,17 +165,24 @@ class MaskedImageELT:
     # ---- public forwards -----------------------------------------------------------------
     def apply(self, params, tokens: jax.Array, labels: jax.Array, L) -> jax.Array:
         """Logits [B, h*w, K] after L loops; L a python int (>= 1) or a traced int32 scalar."""
-        _check_static_L("L", L)
-        self._check_inputs(tokens, labels)
-        h = loop_block(self.block_fn(params), self.embed(params, tokens, labels), L, self.cfg.unroll)
-        return self.head(params, h)
+        return looped.apply(self, params, (tokens, labels), L)
 
     def apply_with_exit(self, params, tokens, labels, L_max: int, L_int):
         """(logits after L_max loops, logits after L_int loops) from ONE forward of L_max loops."""
-        _check_static_L("L_max", L_max)
-        _check_static_L("L_int", L_int)
-        self._check_inputs(tokens, labels)
-        h_max, h_int = loop_block_with_exit(
-            self.block_fn(params), self.embed(params, tokens, labels), L_max, L_int, self.cfg.unroll
-        )
-        return self.head(params, h_max), self.head(params, h_int)
+        return looped.apply_with_exit(self, params, (tokens, labels), L_max, L_int)
+
+
+# ---------------------------------------------------------------- the family contract (model)
+
+
+def build_model(spec, num_classes: int, scale, N: int, remat: bool = False) -> MaskedImageELT:
+    """The model for shards of latent ``spec`` at a params.yaml ``scale`` with N unique layers."""
+    return MaskedImageELT(MaskGITConfig(
+        codebook_size=spec.vocab_size, num_classes=num_classes, grid=tuple(spec.shape),
+        d_model=scale.d_model, num_heads=scale.num_heads, mlp_dim=scale.mlp_dim, N=N, remat=remat,
+    ))
+
+
+def model_from_config(config: dict) -> MaskedImageELT:
+    """The model of a checkpoint, from the ``config`` its model.json records."""
+    return MaskedImageELT(MaskGITConfig(**config))

@@ -1,4 +1,9 @@
-"""Looped transformer: N unique pre-LN layers (one block g) applied L times.
+"""The ELT core, written once for every family: N unique layers (one block g) applied L times.
+
+A family's model exposes ``embed(params, *inputs) -> (h, cond)``, ``block_fn(params, cond)``
+(g as a function of the hidden state) and ``head(params, h, cond)``; ``apply`` and
+``apply_with_exit`` below loop any such model. ``cond`` is the conditioning input the layers
+receive (None for the masked families, the timestep/class embedding for adaLN-Zero layers).
 
 The block holds the N layers' weights stacked on a leading axis (``nn.scan`` over layers), so
 its parameter count is that of N layers whatever the loop count. Looping is done *functionally*
@@ -12,6 +17,7 @@ so that:
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 import flax.linen as nn
@@ -30,7 +36,8 @@ class TransformerLayer(nn.Module):
     dtype: Dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, cond: Any = None) -> jax.Array:
+        del cond  # unconditioned layer: class information enters as a token
         y = nn.LayerNorm(dtype=self.dtype, name="ln_attn")(x)
         y = nn.MultiHeadDotProductAttention(
             num_heads=self.num_heads,
@@ -50,21 +57,25 @@ class TransformerLayer(nn.Module):
 
 
 class _ScanLayer(nn.Module):
-    """TransformerLayer with the (carry, x) -> (carry, y) signature nn.scan needs."""
+    """A layer with the (carry, x) -> (carry, y) signature nn.scan needs; ``cond`` is broadcast."""
 
+    layer_cls: Any
     d_model: int
     num_heads: int
     mlp_dim: int
     dtype: Dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jax.Array, _: Any) -> tuple[jax.Array, None]:
-        layer = TransformerLayer(self.d_model, self.num_heads, self.mlp_dim, self.dtype, name="layer")
-        return layer(x), None
+    def __call__(self, x: jax.Array, cond: Any) -> tuple[jax.Array, None]:
+        layer = self.layer_cls(self.d_model, self.num_heads, self.mlp_dim, self.dtype, name="layer")
+        return layer(x, cond), None
 
 
 class LoopedBlock(nn.Module):
     """The weight-shared block g: N unique layers with stacked weights, applied once per call.
+
+    ``layer_cls`` is any layer taking ``(d_model, num_heads, mlp_dim, dtype)`` and called as
+    ``layer(x, cond)``: the plain pre-LN layer, or an adaLN-Zero layer for diffusion.
 
     ``remat=True`` rematerializes each layer in the backward pass (activation memory of one layer
     per loop instead of all its intermediates), trading about one extra forward of compute.
@@ -79,23 +90,25 @@ class LoopedBlock(nn.Module):
     dtype: Dtype = jnp.float32
     remat: bool = False
     unroll: bool = False
+    layer_cls: Any = TransformerLayer
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        layer_cls = _ScanLayer
+    def __call__(self, x: jax.Array, cond: Any = None) -> jax.Array:
+        scan_cls = _ScanLayer
         # Remat keeps the scan over layers rolled: unrolled straight-line code lets XLA schedule
         # the recomputation early (measured on CPU: no memory saved at all), the loop forbids it.
         unroll = self.unroll and not self.remat
         if self.remat:
-            layer_cls = nn.remat(layer_cls, prevent_cse=False)
+            scan_cls = nn.remat(scan_cls, prevent_cse=False)
         layers = nn.scan(
-            layer_cls,
+            scan_cls,
             variable_axes={"params": 0},
             split_rngs={"params": True},
+            in_axes=nn.broadcast,
             length=self.N,
             unroll=self.N if unroll else 1,
-        )(self.d_model, self.num_heads, self.mlp_dim, self.dtype, name="layers")
-        x, _ = layers(x, None)
+        )(self.layer_cls, self.d_model, self.num_heads, self.mlp_dim, self.dtype, name="layers")
+        x, _ = layers(x, cond)
         return x
 
 
@@ -134,3 +147,35 @@ def loop_block_with_exit(
         body, (x, x), jnp.arange(L_max, dtype=jnp.int32), unroll=L_max if unroll else 1
     )
     return h_max, h_int
+
+
+def check_L(name: str, L) -> None:
+    """A python-int loop count must be >= 1 (a traced one is checked by the caller's config)."""
+    if isinstance(L, bool) or (isinstance(L, int) and L < 1):
+        raise ValueError(f"{name} must be >= 1, got {name}={L!r}")
+
+
+def apply(model, params, inputs: tuple, L):
+    """The model's output after L loops: head(g^L(embed(inputs))). L: python int or traced int32."""
+    check_L("L", L)
+    h, cond = model.embed(params, *inputs)
+    h = loop_block(model.block_fn(params, cond), h, L, model.unroll)
+    return model.head(params, h, cond)
+
+
+def apply_with_exit(model, params, inputs: tuple, L_max: int, L_int):
+    """(output after L_max loops, output after L_int loops) from ONE forward of L_max loops; the
+    shared head reads both exits."""
+    check_L("L_max", L_max)
+    check_L("L_int", L_int)
+    h, cond = model.embed(params, *inputs)
+    h_max, h_int = loop_block_with_exit(model.block_fn(params, cond), h, L_max, L_int, model.unroll)
+    return model.head(params, h_max, cond), model.head(params, h_int, cond)
+
+
+def num_params(params, block_only: bool = False) -> int:
+    """Parameter count; ``block_only`` = the paper's "# params" (the unique layers only).
+
+    Works on real arrays and on ``jax.eval_shape`` outputs (ShapeDtypeStruct)."""
+    tree = params["block"] if block_only else params
+    return int(sum(math.prod(x.shape) for x in jax.tree_util.tree_leaves(tree)))

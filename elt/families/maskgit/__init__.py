@@ -1,0 +1,1 @@
+"""Masked-token images (MaskGIT-style): the family contract is in elt/families/__init__.py."""
