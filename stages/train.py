@@ -64,7 +64,7 @@ def main(argv=None) -> None:
     from elt.errors import NonFiniteError
     from elt.integrity import write_manifest
     from elt.tracking import RunTracker
-    from elt.training.batches import StepBatches
+    from elt.core.batches import StepBatches
 
     # ---------------------------------------------------------------- data
     latents = LatentData(args.tokens)  # verifies every shard against the manifest first

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from elt.training.batches import StepBatches
+from elt.core.batches import StepBatches
 
 
 def _batches(n=10):

@@ -9,7 +9,7 @@ import pytest
 from elt.data import shards
 from elt.data.loader import LatentData
 from elt.data.spec import LatentSpec
-from elt.training.batches import StepBatches
+from elt.core.batches import StepBatches
 
 N, S = 53, 3  # examples, shards
 SPEC = LatentSpec((2, 2), "int32", 32)

@@ -4,7 +4,7 @@ The manifest is verified first (shard present, size, sha256, record count), so a
 foreign shard fails with its name before training starts. For multi-host training each process
 keeps every `process_count`-th example (offset `process_index`) of the index-sorted stream, so
 hosts see disjoint data whose union is the data set. Shuffling and batching are the trainer's
-(elt/training/batches.py: batches as a pure function of the step, for exact resumes).
+(elt/core/batches.py: batches as a pure function of the step, for exact resumes).
 """
 
 from __future__ import annotations
