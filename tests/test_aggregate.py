@@ -391,7 +391,7 @@ def test_mixed_grid_files_fid_unchanged_fvd_named_by_metric(mixed_dir, tmp_path)
     assert {r["steps"] for r in rows} == {"12"} and {r["is"] for r in rows} == {""}
 
     table = (out / "fvd_table.md").read_text()
-    assert "| GFLOPs | FVD | IS |" in table and "FID" not in table
+    assert "| GFLOPs (multiply-adds) | FVD | IS |" in table and "FID" not in table
     assert "| v-4x2-elt * | elt | 4N x 2L | 1K | 12 | 2 | 100.00 | - | 5 |" in table
 
     pareto = json.loads((out / "fvd_pareto.json").read_text())

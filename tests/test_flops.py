@@ -1,31 +1,40 @@
-"""FLOPs formula: hand numbers, the matmuls of a traced forward, and XLA's cost analysis."""
+"""FLOPs formula: hand numbers, the matmuls of a traced forward, XLA's cost analysis, and the
+paper's reported GFLOPs (multiply-adds, Tables 1 and 4)."""
 
 import math
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import pytest
+import yaml
 
-from elt.core.flops import layer_flops
+from elt.core.flops import layer_flops, layer_macs
 from elt.core.looped import TransformerLayer
 from elt.families.maskgit.config import SampleConfig
-from elt.families.maskgit.flops import flops_per_train_step, forward_flops, sample_gflops
+from elt.families.maskgit.flops import (flops_per_train_step, forward_flops, forward_macs, sample_gflops,
+                                        sample_gmacs)
 from elt.families.maskgit.model import MaskedImageELT, MaskGITConfig
 
 
-def test_layer_flops_by_hand():
-    # d=4, mlp=8, T=3: q,k,v,out 4*(2*3*4*4)=384; scores+AV 2*(2*3*3*4)=144; MLP 2*(2*3*4*8)=384.
-    assert layer_flops(4, 8, 3) == 384 + 144 + 384
+def test_layer_macs_by_hand():
+    # d=4, mlp=8, T=3: q,k,v,out 4*(3*4*4)=192; scores+AV 2*(3*3*4)=72; MLP 2*(3*4*8)=192.
+    assert layer_macs(4, 8, 3) == 192 + 72 + 192
+    assert layer_flops(4, 8, 3) == 2 * 456  # hardware FLOPs: a multiply-add = 2 FLOPs
 
 
 def test_forward_and_sample_flops_by_hand():
     cfg = MaskGITConfig(codebook_size=10, num_classes=2, grid=(2, 1), d_model=4, num_heads=2, mlp_dim=8, N=2)
-    # T = 3 tokens (class + 2): per layer 912 (above); head 2 * 2 * 4 * 10 = 160.
-    assert forward_flops(cfg, 3) == 2 * 3 * 912 + 160
-    assert sample_gflops(cfg, 3, SampleConfig(steps=4)) == pytest.approx(4 * (6 * 912 + 160) / 1e9)
-    assert sample_gflops(cfg, 3, SampleConfig(steps=4), cfg_scale=2.0) == pytest.approx(8 * (6 * 912 + 160) / 1e9)
-    assert flops_per_train_step(cfg, 3, batch_size=5, ilsd=True) == 3 * 5 * (6 * 912 + 2 * 160)
-    assert flops_per_train_step(cfg, 3, batch_size=5, ilsd=False) == 3 * 5 * (6 * 912 + 160)
+    # T = 3 tokens (class + 2): per layer 456 MACs (above); head 2 * 4 * 10 = 80 MACs.
+    assert forward_macs(cfg, 3) == 2 * 3 * 456 + 80
+    assert forward_flops(cfg, 3) == 2 * (2 * 3 * 456 + 80)
+    # Reported GFLOPs are multiply-adds (the paper's convention), one evaluation per step, x2 with CFG.
+    assert sample_gflops(cfg, 3, SampleConfig(steps=4)) == pytest.approx(4 * (6 * 456 + 80) / 1e9)
+    assert sample_gflops(cfg, 3, SampleConfig(steps=4), cfg_scale=2.0) == pytest.approx(8 * (6 * 456 + 80) / 1e9)
+    assert sample_gmacs(cfg, 3, SampleConfig(steps=4), cfg_scale=2.0) == sample_gflops(cfg, 3, SampleConfig(steps=4), 2.0)
+    # MFU needs hardware FLOPs: 3x forward, 2 FLOPs per multiply-add.
+    assert flops_per_train_step(cfg, 3, batch_size=5, ilsd=True) == 3 * 5 * 2 * (6 * 456 + 2 * 80)
+    assert flops_per_train_step(cfg, 3, batch_size=5, ilsd=False) == 3 * 5 * 2 * (6 * 456 + 80)
     with pytest.raises(ValueError, match="L=0"):
         forward_flops(cfg, 0)
     with pytest.raises(ValueError, match="steps=0"):
@@ -51,7 +60,9 @@ def test_formula_matches_xla_cost_analysis_of_unrolled_forward():
     tokens = jax.ShapeDtypeStruct((1, cfg.seq_len), jnp.int32)
     labels = jax.ShapeDtypeStruct((1,), jnp.int32)
     formula = forward_flops(cfg, L)
-    # Exact, and independent of XLA: 2 * K * |out| summed over every matmul of the traced forward.
+    assert formula == 2 * forward_macs(cfg, L)
+    # Exact, and independent of XLA: 2 * K * |out| summed over every matmul of the traced forward
+    # (hardware FLOPs = 2 x our multiply-adds).
     assert _dot_flops(jax.make_jaxpr(unrolled)(params, tokens, labels).jaxpr) == formula
     cost = jax.jit(unrolled).lower(params, tokens, labels).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
@@ -74,3 +85,45 @@ def _dot_flops(jaxpr) -> int:
                 if hasattr(sub, "eqns") or hasattr(getattr(sub, "jaxpr", None), "eqns"):
                     total += _dot_flops(getattr(sub, "jaxpr", sub))
     return total
+
+
+# The paper's reported GFLOPs (multiply-adds, DiT's convention; docs/DESIGN.md "Conventions").
+_PARAMS = Path(__file__).resolve().parents[1] / "params-imagenet256.yaml"
+
+
+def _scale(name):
+    scales = yaml.safe_load(_PARAMS.read_text())["scales"]
+    return {k: scales[name][k] for k in ("d_model", "mlp_dim", "num_heads")}
+
+
+@pytest.mark.parametrize("row, N, L, paper", [
+    # Table 1, ImageNet 256: 16x16 tokens, 1024 codes, 1000 classes, 24 steps, CFG (2 passes).
+    ("ELT-L 8Nx3L", 8, 3, 3.7e3),
+    ("ELT-L 12Nx2L", 12, 2, 3.7e3),
+    ("MaskGIT-L (24 layers)", 24, 1, 3.7e3),
+])
+def test_reproduces_paper_table1_gflops(row, N, L, paper):
+    cfg = MaskGITConfig(codebook_size=1024, num_classes=1000, grid=(16, 16), N=N, **_scale("L"))
+    ours = sample_gflops(cfg, L, SampleConfig(steps=24), cfg_scale=2.0)
+    # Ours 3.89k, 1.05x the paper's 3.7k for all three rows. The paper's ELT-XL 7Nx4L and
+    # MaskGIT-XL rows (3.9k) contradict these (XL is ~1.47x L by any count) and are not fitted:
+    # see docs/DESIGN.md.
+    assert 0.9 * paper <= ours <= 1.1 * paper, (row, ours, paper)
+
+
+@pytest.mark.parametrize("row, N, L, steps, paper", [
+    # Table 4, UCF-101: 16x128x128 clips -> 4x16x16 = 1024 tokens (+ a class token), 1024 codes,
+    # 101 classes, scale L, no guidance.
+    ("ELT 6Nx4L, 12 steps", 6, 4, 12, 4.3e3),
+    ("ELT 6Nx6L, 24 steps", 6, 6, 24, 13e3),
+    ("MAGVIT-L (24 layers), 12 steps", 24, 1, 12, 4.3e3),
+])
+def test_reproduces_paper_table4_gflops(row, N, L, steps, paper):
+    # No video family exists yet: the figure is the same formula (maskgit's forward_macs: N*L
+    # layer_macs at T = 1024 + 1 tokens, head on the 1024 code positions) at the video sequence
+    # length. The 4x16x16 grid is passed as (4, 256): only h*w enters the count.
+    cfg = MaskGITConfig(codebook_size=1024, num_classes=101, grid=(4, 256), N=N, **_scale("L"))
+    assert cfg.seq_len == 4 * 16 * 16
+    ours = sample_gflops(cfg, L, SampleConfig(steps=steps), cfg_scale=1.0)
+    # Ours 4.35k and 13.03k: 1.01x and 1.00x (the 2-FLOPs convention gave 2.02x and 2.00x).
+    assert 0.9 * paper <= ours <= 1.1 * paper, (row, ours, paper)

@@ -99,7 +99,7 @@ def vs_gflops_figure(runs: Sequence[RunEval], front: Sequence[Point], fit: Power
     _kind_legend(ax, list(dict.fromkeys(r.kind for r in runs)))
     ax.set_xscale("log")
     _plain_log_axis(ax.xaxis, [p.gflops for r in runs for p in r.points])
-    ax.set_xlabel("inference GFLOPs per sample (log)")
+    ax.set_xlabel("inference GFLOPs per sample (multiply-adds, log)")
     ax.set_ylabel(f"{name} (lower is better)")
     ax.set_title(f"{name} vs. inference GFLOPs (points labelled N x L)")
     ax.grid(True, which="both", alpha=0.3)

@@ -58,7 +58,7 @@ def table_markdown(points: Sequence[Point], front: Sequence[Point], metric: str)
     on_front = {_key(p) for p in front}
     name = metric_label(metric)
     lines = [
-        f"| Model | kind | N x L | # params | # steps | GFLOPs | {name} | IS | samples/s |",
+        f"| Model | kind | N x L | # params | # steps | GFLOPs (multiply-adds) | {name} | IS | samples/s |",
         "|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for p in points:
@@ -69,7 +69,8 @@ def table_markdown(points: Sequence[Point], front: Sequence[Point], metric: str)
             f"{_fmt(p.inception_score, '.1f')} | {_fmt(p.samples_per_second, '.3g')} |")
     lines += ["", f"`*` = on the {name}-GFLOPs Pareto front. # params = unique transformer layers "
               "(embeddings and head excluded). L = inference loop count per sampling step; "
-              "# steps = sampling steps (network runs per sample, x2 passes with CFG)."]
+              "# steps = sampling steps (network runs per sample, x2 passes with CFG). "
+              "GFLOPs = 10^9 multiply-adds per sample (the paper's convention, as DiT's)."]
     return "\n".join(lines) + "\n"
 
 
@@ -80,6 +81,7 @@ def summary_markdown(pairs: Sequence[IlsdVanillaPair], vs_unique: Sequence[Loope
     name = metric_label(metric)
     out = [f"# Aggregate summary: {name} ({modality})", ""]
     out += [f"## Pareto front ({name} vs. GFLOPs)", ""]
+    out += ["GFLOPs = 10^9 multiply-adds per sample (the paper's convention).", ""]
     out += [f"- {p.run} at {p.label}: {p.gflops:.4g} GFLOPs, {name} {p.quality:.2f}"
             for p in front]
     if fit.ok:
@@ -117,5 +119,5 @@ def summary_markdown(pairs: Sequence[IlsdVanillaPair], vs_unique: Sequence[Loope
                 f"{c.gflops_looped:.4g} | {c.gflops_unique:.4g} | {human_count(c.params_looped)} | "
                 f"{human_count(c.params_unique)} | {c.params_ratio:.2f}x |" for c in vs_unique]
         out += ["", f"{name} diff = {name}(looped) - {name}(unique); "
-                "params ratio = unique / looped."]
+                "params ratio = unique / looped; GFLOPs = 10^9 multiply-adds per sample."]
     return "\n".join(out) + "\n"
