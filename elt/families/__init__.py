@@ -24,7 +24,8 @@ depends only on the modules it imports (dvc.yaml) and a sampler edit never rerun
     make_sampler(model, sample_cfg, cfg_scale) -> sample(params, labels[B], L, rng) -> latents
     decode(tokenizer, latents) -> uint8 images
   flops.py    (evaluate)
-    sample_gflops(model.cfg, L, sample_cfg, cfg_scale) -> GFLOPs of one sample
+    sample_gflops(model.cfg, L, sample_cfg, cfg_scale) -> 10^9 multiply-adds per sample (the
+                paper's GFLOPs: one network evaluation per sampling step, x2 with CFG)
 
 The core (elt/core/) loops the model, combines the losses and trains; the stages look the modules
 up by the grid point's `family`. Adding a family = adding a package here (docs/DESIGN.md).
