@@ -11,7 +11,9 @@ Grid (scale "tiny", family maskgit; GFLOPs grow linearly with L, as the paper's 
 Front by hand (sweep by GFLOPs keeping FID records): (1,30) t-2x3-elt L1, (2,20) t-2x3-elt L2,
 (3,14) t-6x1-uni, (4,12) t-4x2-elt L2, (6,11.5) t-4x2-elt L3.
 ILSD - vanilla gaps (vanilla - ILSD): L1 30, L2 20, L3 1, L4 9; mean over L < 3 = 25.
-Looped vs unique (depth 6): elt 15 vs 14 (diff +1), vanilla 16 vs 14 (+2); params ratio 3.
+Iso-compute looped vs unique (ELT run at L vs unique depth N*L): t-2x3-elt at L=3 (depth 6)
+15 vs 14 (diff +1, params ratio 3) is the only pair: t-2x3-elt at L=1, 2, 4 (depths 2, 4, 8)
+and t-4x2-elt (depths 4, 8, 12) have no unique run of that depth; the vanilla run is not paired.
 """
 
 import csv
@@ -89,16 +91,16 @@ def test_points_front_fit_and_comparisons(runs_dir):
     assert [(g.L, g.gap) for g in pair.loops] == [(1, 30.0), (2, 20.0), (3, 1.0), (4, 9.0)]
     assert pair.mean_gap_below_L_max == pytest.approx(25.0)
 
-    assert [(c.looped_run, c.unique_run, c.depth, c.quality_looped, c.quality_unique,
+    assert [(c.looped_run, c.L, c.unique_run, c.depth, c.quality_looped, c.quality_unique,
              c.quality_diff, c.params_ratio) for c in fid.vs_unique] == [
-        ("t-2x3-elt", "t-6x1-uni", 6, 15.0, 14.0, 1.0, 3.0),
-        ("t-2x3-van", "t-6x1-uni", 6, 16.0, 14.0, 2.0, 3.0)]
+        ("t-2x3-elt", 3, "t-6x1-uni", 6, 15.0, 14.0, 1.0, 3.0)]
 
     m = rep.metrics()
     assert m["n_runs"] == 4 and m["n_points"] == 12 and m["n_front_points"] == 5
     assert (m["best_fid"], m["best_fid_run"], m["best_fid_L"]) == (11.5, "t-4x2-elt", 3)
     assert m["ilsd_vanilla_mean_gap"] == pytest.approx(25.0)
-    assert m["looped_minus_unique_mean_fid"] == pytest.approx(1.5)
+    assert m["n_looped_unique_pairs"] == 1
+    assert m["looped_minus_unique_mean_fid"] == pytest.approx(1.0)
     assert (m["fit_a"], m["fit_b"], m["fit_c"]) == fid.fit.coeffs
     # Exactly today's keys: FID runs keep their MLflow and `dvc metrics` names.
     assert list(m) == FID_METRIC_KEYS
@@ -131,8 +133,9 @@ def test_written_files(runs_dir, tmp_path):
     summary = (out / "summary.md").read_text()
     assert "| 1 | 30.00 | 60.00 | +30.00 |" in summary
     assert "Mean gap over L < L_max: +25.000" in summary
-    assert "| t-2x3-elt (2x3) | t-6x1-uni | 6 | 15.00 | 14.00 | +1.00 |" in summary
-    assert "3.00x |" in summary
+    assert ("| tiny | t-2x3-elt (2N x 3L) | 3 | t-6x1-uni (6) | 15.00 | 14.00 | +1.00 | 1K | 3K "
+            "| 3.00x | 3 | 3 |") in summary
+    assert "Mean FID diff over all 1 iso-compute pairs" in summary and "+1.000" in summary
 
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics == json.loads((tmp_path / "results_metrics.json").read_text())
@@ -271,8 +274,8 @@ def test_steps_from_eval_json_override_the_default(runs_dir):
 # FVD front (sweep by GFLOPs keeping records): (0.5,250) v-2x2-elt L1, (1,150) v-4x1-uni L1,
 # (2,100) v-4x2-elt L2. These lie on FVD = 100 * G^-1 + 50, so the 3-point fit is exact.
 # ILSD - vanilla gaps: L1 150, L2 15, L3 20; mean over L < 2 = 150.
-# Looped vs unique (depth 4): v-2x2-elt 160 vs 150 (+10), v-2x2-van 175 vs 150 (+25); mean 17.5;
-# params ratio 2. v-4x2-elt (depth 8) has no baseline.
+# Iso-compute pairs (unique v-4x1-uni has depth 4): v-2x2-elt at L=2 160 vs 150 (+10, params
+# ratio 2), v-4x2-elt at L=1 155 vs 150 (+5, ratio 1); mean 7.5. v-2x2-van (vanilla) is not paired.
 # One front over both metrics would be wrong: (0.5, 250) would be its cheapest point and the FID
 # points (1, 30) ... would dominate every FVD point above it.
 VIDEO_RUNS = {
@@ -339,9 +342,9 @@ def test_mixed_grid_gives_each_metric_its_own_front_fit_and_comparisons(mixed_di
     assert (pair.ilsd_run, pair.vanilla_run) == ("v-2x2-elt", "v-2x2-van")
     assert [(g.L, g.gap) for g in pair.loops] == [(1, 150.0), (2, 15.0), (3, 20.0)]
     assert pair.mean_gap_below_L_max == pytest.approx(150.0)
-    assert [(c.looped_run, c.unique_run, c.depth, c.quality_diff, c.params_ratio)
-            for c in fvd.vs_unique] == [("v-2x2-elt", "v-4x1-uni", 4, 10.0, 2.0),
-                                        ("v-2x2-van", "v-4x1-uni", 4, 25.0, 2.0)]
+    assert [(c.looped_run, c.L, c.unique_run, c.depth, c.quality_diff, c.params_ratio)
+            for c in fvd.vs_unique] == [("v-2x2-elt", 2, "v-4x1-uni", 4, 10.0, 2.0),
+                                        ("v-4x2-elt", 1, "v-4x1-uni", 4, 5.0, 1.0)]
 
     m = rep.metrics()
     fid_alone = build_report(GRID, mixed_dir).metrics()
@@ -353,7 +356,7 @@ def test_mixed_grid_gives_each_metric_its_own_front_fit_and_comparisons(mixed_di
         "fvd_n_front_points": 3, "best_fvd": 100.0, "best_fvd_run": "v-4x2-elt", "best_fvd_L": 2,
         "best_fvd_gflops": 2.0, "fvd_fit_a": a, "fvd_fit_b": b, "fvd_fit_c": c,
         "fvd_n_ilsd_vanilla_pairs": 1, "fvd_ilsd_vanilla_mean_gap": 150.0,
-        "fvd_n_looped_unique_pairs": 2, "looped_minus_unique_mean_fvd": 17.5}
+        "fvd_n_looped_unique_pairs": 2, "looped_minus_unique_mean_fvd": 7.5}
 
 
 FID_FILES = ["fid_vs_gflops.png", "fid_vs_loops.png", "fid_vs_params.png", "metrics.json",
@@ -405,7 +408,9 @@ def test_mixed_grid_files_fid_unchanged_fvd_named_by_metric(mixed_dir, tmp_path)
     assert "# Aggregate summary: FVD (video)" in summary and "FID" not in summary
     assert "| 1 | 250.00 | 400.00 | +150.00 |" in summary
     assert "Mean gap over L < L_max: +150.000" in summary
-    assert "| v-2x2-van (2x2) | v-4x1-uni | 4 | 175.00 | 150.00 | +25.00 |" in summary
+    assert ("| tiny | v-4x2-elt (4N x 1L) | 2 | v-4x1-uni (4) | 155.00 | 150.00 | +5.00 | 1K "
+            "| 1K | 1.00x | 1 | 1 |") in summary
+    assert "v-2x2-van (" not in summary.split("iso-compute (Table 1)")[1]  # vanilla not paired
     assert "t-" not in summary  # no image run in the video summary
 
     plot_rows = list(csv.DictReader((out / "plots" / "fvd_vs_gflops.csv").open()))
@@ -477,3 +482,135 @@ def test_stage_grid_entry_reads_family():
     assert stage._grid_entry(point)["family"] == "maskgit"
     assert stage._grid_entry(SimpleNamespace(**vars(point), family="magvit")) == {
         "scale": "tiny", "N": 2, "L_max": 2, "ilsd": True, "kind": "elt", "family": "magvit"}
+
+
+# ------------------------------------------------- vanilla looping is kept off the headline front
+# A grid where the vanilla ablation would dominate everything (hand computation):
+#
+#   run        kind     N L_max params | L: (GFLOPs, FID)
+#   d-2x2-elt  elt      2 2     100    | 1:(1,150) 2:(2,100)
+#   d-2x2-van  vanilla  2 2     100    | 1:(0.9,60) 2:(1.8,40)
+#   d-4x1-uni  unique   4 1     200    | 1:(4,75)
+#
+# With vanilla in the front it would be (0.9,60), (1.8,40) alone (each lower FID at lower GFLOPs
+# than every other point), too few for a fit. Over ELT + unique only the front is (1,150), (2,100),
+# (4,75), which lie on FID = 100 * G^-1 + 50, so the 3-point fit is exactly (100, 1, 50).
+# Iso-compute: d-2x2-elt at L=2 (depth 4) 100 vs 75 = +25, params ratio 2; at L=1 (depth 2) none;
+# the vanilla run (N * L_max = 4 too) is not paired. ILSD - vanilla: L1 60-150 = -90,
+# L2 40-100 = -60; mean over L < 2 = -90 (the ablation stays in Fig. 8's comparison).
+DOMINATING_RUNS = {
+    "d-2x2-elt": dict(kind="elt", N=2, L_max=2, ilsd=True, params=100,
+                      loops={1: (1, 150), 2: (2, 100)}),
+    "d-2x2-van": dict(kind="vanilla", N=2, L_max=2, ilsd=False, params=100,
+                      loops={1: (0.9, 60), 2: (1.8, 40)}),
+    "d-4x1-uni": dict(kind="unique", N=4, L_max=1, ilsd=False, params=200, loops={1: (4, 75)}),
+}
+
+
+def test_vanilla_never_enters_front_fit_or_headline(tmp_path):
+    from elt.aggregate.pareto import pareto_front
+
+    runs = tmp_path / "runs"
+    for name, r in DOMINATING_RUNS.items():
+        (runs / name).mkdir(parents=True)
+        (runs / name / "eval.json").write_text(json.dumps(_eval_json(name, r)))
+    grid = {name: {"scale": "tiny", "N": r["N"], "L_max": r["L_max"], "ilsd": r["ilsd"]}
+            for name, r in DOMINATING_RUNS.items()}
+    rep = build_report(grid, runs, steps=8)
+    fid = rep.group("fid")
+    # The vanilla points would take the whole front if they were eligible ...
+    assert [(p.run, p.L) for p in pareto_front(fid.points)] == [("d-2x2-van", 1), ("d-2x2-van", 2)]
+    # ... but the headline front and fit are over ELT + unique only.
+    assert [(p.run, p.L, p.gflops, p.quality) for p in fid.front] == [
+        ("d-2x2-elt", 1, 1.0, 150.0), ("d-2x2-elt", 2, 2.0, 100.0), ("d-4x1-uni", 1, 4.0, 75.0)]
+    assert fid.fit.ok and fid.fit.coeffs == pytest.approx((100.0, 1.0, 50.0), rel=1e-4)
+    assert [(c.looped_run, c.L, c.unique_run, c.depth, c.quality_diff, c.params_ratio)
+            for c in fid.vs_unique] == [("d-2x2-elt", 2, "d-4x1-uni", 4, 25.0, 2.0)]
+    (pair,) = fid.pairs  # the ablation stays in the ILSD-vs-vanilla comparison
+    assert [(g.L, g.gap) for g in pair.loops] == [(1, -90.0), (2, -60.0)]
+    m = rep.metrics()
+    assert m["n_front_points"] == 3 and m["fit_c"] == pytest.approx(50.0, rel=1e-4)
+    assert m["n_looped_unique_pairs"] == 1 and m["looped_minus_unique_mean_fid"] == 25.0
+    assert m["ilsd_vanilla_mean_gap"] == -90.0
+
+    out = write_report(rep, tmp_path / "results")
+    rows = list(csv.DictReader((out / "points.csv").open()))
+    assert len(rows) == 5  # vanilla points stay in the table ...
+    assert [(r["run"], r["L"], r["on_front"], r["front_eligible"]) for r in rows] == [
+        ("d-2x2-elt", "1", "True", "True"), ("d-2x2-elt", "2", "True", "True"),
+        ("d-2x2-van", "1", "False", "False"), ("d-2x2-van", "2", "False", "False"),
+        ("d-4x1-uni", "1", "True", "True")]  # ... marked as not eligible for the front
+    table = (out / "table.md").read_text()
+    assert "| d-2x2-van | vanilla (ablation) | 2N x 1L |" in table
+    assert "vanilla looping (kind vanilla) is an ablation" in table
+    pareto = json.loads((out / "pareto.json").read_text())
+    assert pareto["front_kinds"] == ["elt", "unique"]
+    assert {p["kind"] for p in pareto["front"]} == {"elt", "unique"}
+    summary = (out / "summary.md").read_text()
+    assert "over ELT runs and unique-layer baselines only" in summary
+    assert "FID = 100 * G^-1 + 50" in summary
+    assert [float(r["fid"]) for r in
+            csv.DictReader((out / "plots" / "pareto_front.csv").open())] == [150.0, 100.0, 75.0]
+
+
+# ------------------------------------------------------ iso-compute pairs at every inference L
+def _run(name, kind, N, L_max, params, loops, scale="tiny"):
+    from elt.aggregate.collect import Point, RunEval
+
+    points = tuple(Point(run=name, family="maskgit", scale=scale, kind=kind, N=N, L=L,
+                         L_max=L_max, ilsd=kind == "elt", params=params, params_total=None,
+                         gflops=g, metric="fid", modality="image", quality=q,
+                         inception_score=None, samples_per_second=None, steps=None)
+                   for L, (g, q) in sorted(loops.items()))
+    return RunEval(run=name, family="maskgit", scale=scale, kind=kind, N=N, L_max=L_max,
+                   ilsd=kind == "elt", params=params, params_total=None, metric="fid",
+                   modality="image", points=points)
+
+
+# Hand computation (GFLOPs = N * L, params = 50 * unique layers):
+#   e-2x3  elt N=2 L_max=3: L1 (2,40) L2 (4,30) L3 (6,25) L4 (8,24)
+#   e-3x2  elt N=3 L_max=2: L1 (3,33) L2 (6,27)
+#   u2, u4, u6 unique depth 2, 4, 6: (2,38) (4,28) (6,26); u8-big depth 8 of another scale
+#   v-2x3  vanilla N=2 L_max=3 (same points as e-2x3 + 10)
+# Pairs: e-2x3 L1 -> u2: 40-38 = +2, ratio 100/100 = 1; L2 -> u4: 30-28 = +2, ratio 200/100 = 2;
+# L3 -> u6: 25-26 = -1, ratio 300/100 = 3; L4: no depth-8 run of scale tiny -> none.
+# e-3x2 (trained with L_max=2) L1: depth 3 none; L2 -> u6: 27-26 = +1, ratio 300/150 = 2.
+# v-2x3: none. Mean diff over the 4 pairs = (2 + 2 - 1 + 1) / 4 = 1.0.
+ISO_RUNS = [
+    _run("e-2x3", "elt", 2, 3, 100, {1: (2, 40), 2: (4, 30), 3: (6, 25), 4: (8, 24)}),
+    _run("v-2x3", "vanilla", 2, 3, 100, {1: (2, 50), 2: (4, 40), 3: (6, 35), 4: (8, 34)}),
+    _run("e-3x2", "elt", 3, 2, 150, {1: (3, 33), 2: (6, 27)}),
+    _run("u2", "unique", 2, 1, 100, {1: (2, 38)}),
+    _run("u4", "unique", 4, 1, 200, {1: (4, 28)}),
+    _run("u6", "unique", 6, 1, 300, {1: (6, 26)}),
+    _run("u8-big", "unique", 8, 1, 400, {1: (8, 20)}, scale="big"),
+]
+
+
+def test_iso_compute_pairs_at_every_L():
+    from elt.aggregate.compare import looped_vs_unique
+    from elt.aggregate.report import _metric_report
+
+    pairs = looped_vs_unique(ISO_RUNS)
+    assert [(c.looped_run, c.L, c.L_max, c.unique_run, c.depth, c.quality_looped,
+             c.quality_unique, c.quality_diff, c.gflops_looped, c.gflops_unique,
+             c.params_looped, c.params_unique, c.params_ratio) for c in pairs] == [
+        ("e-2x3", 1, 3, "u2", 2, 40.0, 38.0, 2.0, 2.0, 2.0, 100, 100, 1.0),
+        ("e-2x3", 2, 3, "u4", 4, 30.0, 28.0, 2.0, 4.0, 4.0, 100, 200, 2.0),
+        ("e-2x3", 3, 3, "u6", 6, 25.0, 26.0, -1.0, 6.0, 6.0, 100, 300, 3.0),
+        ("e-3x2", 2, 2, "u6", 6, 27.0, 26.0, 1.0, 6.0, 6.0, 150, 300, 2.0)]
+    assert not any(c.looped_run == "v-2x3" for c in pairs)
+
+    g = _metric_report("fid", "image", ISO_RUNS)
+    m = g.metrics()
+    assert m["n_looped_unique_pairs"] == 4 and m["looped_minus_unique_mean_fid"] == 1.0
+    from elt.aggregate import tables
+    summary = tables.summary_markdown(g.pairs, g.vs_unique, g.front, g.fit, "fid", "image")
+    assert ("| tiny | e-2x3 (2N x 2L) | 3 | u4 (4) | 30.00 | 28.00 | +2.00 | 100 | 200 | 2.00x "
+            "| 4 | 4 |") in summary
+    assert "Mean FID diff over all 4 iso-compute pairs" in summary and ": +1.000" in summary
+
+    # Two unique runs of depth 4 in one setting: ambiguous, both named.
+    with pytest.raises(ValueError, match=r"'e-2x3' at L=2 has several unique-depth baselines "
+                                         r"\['u4', 'u4-again'\] of depth 4"):
+        looped_vs_unique(ISO_RUNS + [_run("u4-again", "unique", 4, 1, 200, {1: (4, 29)})])

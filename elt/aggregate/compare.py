@@ -7,8 +7,12 @@ no comparison ever subtracts an FVD from an FID.
 - ILSD vs. vanilla looping (Fig. 8): an ILSD run and its twin trained on the L_max exit only, same
   family, scale, N and L_max. The gap is Q(vanilla) - Q(ILSD), so positive means ILSD helps;
   its mean is taken over L < L_max, the intermediate exits that ILSD trains and vanilla does not.
-- Looped vs. unique depth (Tables 1-2): a looped run at L = L_max against the unique-layer run of
-  the same family and scale whose depth equals the looped run's effective depth N * L_max.
+- Looped vs. unique depth at iso-compute (Table 1): each ELT run at each inference loop count L
+  it was sampled at, against the unique-layer run of the same family and scale whose depth is
+  N * L, whatever L_max the ELT run was trained with (an N x L configuration costs what a depth
+  N * L model costs). Vanilla looping is an ablation (Fig. 8 only): it is never paired here.
+
+FRONT_KINDS names the run kinds eligible for the headline Pareto front and its power-law fit.
 """
 
 from __future__ import annotations
@@ -17,6 +21,11 @@ import dataclasses
 from typing import Sequence
 
 from elt.aggregate.collect import RunEval
+
+# Run kinds that make the headline Pareto front, its power-law fit and the looped-vs-unique
+# numbers: ELT (ILSD) runs and unique-layer baselines. Vanilla looping is an ablation; its points
+# stay in the points table and in the ILSD-vs-vanilla comparison only.
+FRONT_KINDS = ("elt", "unique")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,18 +57,21 @@ class IlsdVanillaPair:
 
 @dataclasses.dataclass(frozen=True)
 class LoopedVsUnique:
+    """One iso-compute pair: an ELT run at inference loop count L vs. the unique run of depth N*L."""
+
     looped_run: str
     unique_run: str
-    kind: str  # of the looped run
+    kind: str  # of the looped run: always "elt" (vanilla runs are not paired)
     scale: str
     N: int
-    L_max: int
-    depth: int  # N * L_max = the unique run's layer count
-    quality_looped: float  # at L = L_max
+    L_max: int  # loop count the looped run was trained with
+    L: int  # inference loop count of the looped run in this pair
+    depth: int  # N * L = the unique run's layer count
+    quality_looped: float  # at L
     quality_unique: float
-    gflops_looped: float
+    gflops_looped: float  # at L
     gflops_unique: float
-    params_looped: int
+    params_looped: int  # unique-layer parameters (the paper's "# params")
     params_unique: int
 
     @property
@@ -106,30 +118,39 @@ def ilsd_vanilla_pairs(runs: Sequence[RunEval]) -> list[IlsdVanillaPair]:
 
 
 def looped_vs_unique(runs: Sequence[RunEval]) -> list[LoopedVsUnique]:
-    """Each looped run (L_max > 1) evaluated at L_max against its equal-depth unique run."""
+    """Iso-compute pairs: each ELT run at every evaluated L against the unique run of depth N*L.
+
+    Pairs come in grid order of the ELT runs, then by L; an (ELT run, L) without a unique run of
+    depth N * L (same metric, modality, family, scale) is left out, as are vanilla runs. Two
+    unique runs of one depth make the pairing ambiguous: ValueError naming them.
+    """
     out = []
     for run in runs:
-        if run.kind == "unique" or run.L_max < 2 or run.quality_at(run.L_max) is None:
+        if run.kind != "elt":
             continue
-        depth = run.N * run.L_max
-        matches = [u for u in runs if u.kind == "unique" and u.N == depth
-                   and _setting(u) == _setting(run)]
-        if len(matches) > 1:
-            raise ValueError(
-                f"looped run {run.run!r} has several unique-depth baselines "
-                f"{[m.run for m in matches]} of depth {depth}; keep one in the grid")
-        if not matches:
-            continue
-        unique = matches[0]
-        # A unique model has L_max = 1; its only meaningful exit is L = 1.
-        u_point = next((p for p in unique.points if p.L == 1), None)
-        if u_point is None:
-            continue
-        l_point = next(p for p in run.points if p.L == run.L_max)
-        out.append(LoopedVsUnique(
-            looped_run=run.run, unique_run=unique.run, kind=run.kind, scale=run.scale, N=run.N,
-            L_max=run.L_max, depth=depth, quality_looped=l_point.quality,
-            quality_unique=u_point.quality,
-            gflops_looped=l_point.gflops, gflops_unique=u_point.gflops,
-            params_looped=run.params, params_unique=unique.params))
+        for point in run.points:
+            depth = run.N * point.L
+            matches = [u for u in runs if u.kind == "unique" and u.N == depth
+                       and _setting(u) == _setting(run)]
+            if len(matches) > 1:
+                raise ValueError(
+                    f"looped run {run.run!r} at L={point.L} has several unique-depth baselines "
+                    f"{[m.run for m in matches]} of depth {depth}; keep one in the grid")
+            if not matches:
+                continue
+            unique = matches[0]
+            # A unique model has L_max = 1; its only meaningful exit is L = 1.
+            u_point = next((p for p in unique.points if p.L == 1), None)
+            if u_point is None:
+                continue
+            out.append(LoopedVsUnique(
+                looped_run=run.run, unique_run=unique.run, kind=run.kind, scale=run.scale,
+                N=run.N, L_max=run.L_max, L=point.L, depth=depth,
+                quality_looped=point.quality, quality_unique=u_point.quality,
+                gflops_looped=point.gflops, gflops_unique=u_point.gflops,
+                params_looped=run.params, params_unique=unique.params))
     return out
+
+
+# The name the paper's comparison goes by; looped_vs_unique keeps its old name for importers.
+iso_compute_pairs = looped_vs_unique

@@ -19,7 +19,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from elt.aggregate.collect import Point, RunEval, metric_label
-from elt.aggregate.compare import IlsdVanillaPair
+from elt.aggregate.compare import FRONT_KINDS, IlsdVanillaPair
 from elt.aggregate.pareto import PowerLawFit, power_law
 
 _MARKERS = {"elt": "o", "vanilla": "s", "unique": "^"}
@@ -65,12 +65,17 @@ def _save(fig: Figure, path: Path) -> None:
 
 def _kind_legend(ax, kinds: Sequence[str]) -> None:
     for kind in kinds:
-        ax.scatter([], [], marker=_MARKERS[kind], color="gray", label=kind)
+        label = kind if kind in FRONT_KINDS else f"{kind} (ablation, not on the front)"
+        ax.scatter([], [], marker=_MARKERS[kind], color="gray", label=label)
 
 
 def vs_gflops_figure(runs: Sequence[RunEval], front: Sequence[Point], fit: PowerLawFit,
                      path: Path, metric: str) -> None:
-    """Fig. 4: all points, faded per-run trends over L, the front, the power-law fit."""
+    """Fig. 4: all points, faded per-run trends over L, the front, the power-law fit.
+
+    `front` (and `fit`, over it) are of ELT + unique points only; vanilla points are drawn
+    fainter and labelled as the ablation they are.
+    """
     name = metric_label(metric)
     colors = _colors([r.run for r in runs])
     fig = Figure(figsize=(8.0, 5.4))
@@ -79,9 +84,13 @@ def vs_gflops_figure(runs: Sequence[RunEval], front: Sequence[Point], fit: Power
         g = [p.gflops for p in run.points]
         f = [p.quality for p in run.points]
         color = colors[run.run]
-        # Faded line: one training run traversed by its inference loop count L.
-        ax.plot(g, f, color=color, alpha=0.35, linewidth=1.2)
-        ax.scatter(g, f, color=color, alpha=0.6, marker=_MARKERS[run.kind], s=28, zorder=2)
+        # Faded line: one training run traversed by its inference loop count L. Vanilla looping
+        # (an ablation, never on the front or in the fit) is drawn fainter still, dotted.
+        eligible = run.kind in FRONT_KINDS
+        ax.plot(g, f, color=color, alpha=0.35 if eligible else 0.2, linewidth=1.2,
+                linestyle="-" if eligible else ":")
+        ax.scatter(g, f, color=color, alpha=0.6 if eligible else 0.3, marker=_MARKERS[run.kind],
+                   s=28, zorder=2)
         for p in run.points:
             ax.annotate(p.label, (p.gflops, p.quality), textcoords="offset points",
                         xytext=(4, 3), fontsize=7, color=color)

@@ -6,6 +6,10 @@ can reuse it without parsing files; `write_report` renders the files.
 Runs are grouped by (modality, metric): each group gets its own front, fit, comparisons, tables
 and figures, named by `output_name` (FID keeps the names it had before other metrics existed).
 metrics.json holds every group's headline numbers under keys named the same way.
+
+The headline front, its power-law fit and the looped-vs-unique numbers use ELT runs and unique
+baselines only (compare.FRONT_KINDS); vanilla looping is an ablation that stays in the points
+table and the ILSD-vs-vanilla comparison (Fig. 8).
 """
 
 from __future__ import annotations
@@ -20,8 +24,8 @@ from typing import Any, Mapping, Sequence
 
 from elt.aggregate import plots, tables
 from elt.aggregate.collect import LEGACY_METRIC, Point, RunEval, load_runs, metric_label
-from elt.aggregate.compare import (IlsdVanillaPair, LoopedVsUnique, ilsd_vanilla_pairs,
-                                   looped_vs_unique)
+from elt.aggregate.compare import (FRONT_KINDS, IlsdVanillaPair, LoopedVsUnique,
+                                   ilsd_vanilla_pairs, looped_vs_unique)
 from elt.aggregate.pareto import PowerLawFit, fit_power_law, pareto_front
 
 # Output names are templates: "{m}" stands for the metric (see output_name).
@@ -53,10 +57,10 @@ class MetricReport:
     modality: str
     runs: tuple[RunEval, ...]  # grid order
     points: tuple[Point, ...]  # grid order, then L
-    front: tuple[Point, ...]  # by GFLOPs
+    front: tuple[Point, ...]  # by GFLOPs, of the FRONT_KINDS points only (no vanilla ablation)
     fit: PowerLawFit  # over the front points, as in Fig. 4
     pairs: tuple[IlsdVanillaPair, ...]
-    vs_unique: tuple[LoopedVsUnique, ...]
+    vs_unique: tuple[LoopedVsUnique, ...]  # iso-compute: every (ELT run, L) vs. depth N * L
 
     @property
     def label(self) -> str:
@@ -94,6 +98,8 @@ class MetricReport:
             n("n_ilsd_vanilla_pairs"): len(self.pairs),
             # Mean over pairs of each pair's mean Q(vanilla) - Q(ILSD) over L < L_max.
             n("ilsd_vanilla_mean_gap"): sum(gaps) / len(gaps) if gaps else None,
+            # Iso-compute pairs (ELT run at L vs. unique run of depth N * L), over every such
+            # pair of every ELT run and L; vanilla runs take no part.
             n("n_looped_unique_pairs"): len(self.vs_unique),
             n("looped_minus_unique_mean_{m}"): sum(diffs) / len(diffs) if diffs else None,
         }
@@ -104,6 +110,7 @@ class MetricReport:
             "metric": m,
             "modality": self.modality,
             "objectives": f"minimise gflops and {m}",
+            "front_kinds": list(FRONT_KINDS),  # vanilla looping (an ablation) is left out
             "front": [{"run": p.run, "L": p.L, "label": p.label, "kind": p.kind,
                        "scale": p.scale, "gflops": p.gflops, m: p.quality} for p in self.front],
             "fit": {"formula": f"{m} = a * gflops**-b + c", "fitted_on": "front",
@@ -139,7 +146,7 @@ class Report:
 
 def _metric_report(metric: str, modality: str, runs: Sequence[RunEval]) -> MetricReport:
     points = tuple(p for r in runs for p in r.points)
-    front = tuple(pareto_front(points))
+    front = tuple(pareto_front([p for p in points if p.kind in FRONT_KINDS]))
     fit = fit_power_law([p.gflops for p in front], [p.quality for p in front])
     return MetricReport(metric=metric, modality=modality, runs=tuple(runs), points=points,
                         front=front, fit=fit, pairs=tuple(ilsd_vanilla_pairs(runs)),

@@ -10,13 +10,21 @@ import io
 from typing import Sequence
 
 from elt.aggregate.collect import Point, metric_label
-from elt.aggregate.compare import IlsdVanillaPair, LoopedVsUnique
+from elt.aggregate.compare import FRONT_KINDS, IlsdVanillaPair, LoopedVsUnique
 from elt.aggregate.pareto import PowerLawFit
+
+# Said wherever the front is shown: which runs it is over and why vanilla is not.
+FRONT_NOTE = ("The front and its power-law fit are over ELT runs and unique-layer baselines only "
+              f"(kinds {', '.join(FRONT_KINDS)}); vanilla looping (kind vanilla) is an ablation, "
+              "shown in the points table and the ILSD-vs-vanilla comparison but never on the "
+              "front, in the fit or in the looped-vs-unique comparison.")
+
 
 def point_columns(metric: str) -> tuple[str, ...]:
     """points.csv header; the quality column is named after the metric."""
     return ("run", "family", "scale", "kind", "N", "L", "L_max", "ilsd", "params",
-            "params_total", "steps", "gflops", metric, "is", "samples_per_second", "on_front")
+            "params_total", "steps", "gflops", metric, "is", "samples_per_second", "on_front",
+            "front_eligible")
 
 
 def human_count(n: int | None) -> str:
@@ -49,7 +57,7 @@ def points_csv(points: Sequence[Point], front: Sequence[Point], metric: str) -> 
                          "" if p.steps is None else p.steps, repr(p.gflops), repr(p.quality),
                          "" if p.inception_score is None else repr(p.inception_score),
                          "" if p.samples_per_second is None else repr(p.samples_per_second),
-                         _key(p) in on_front])
+                         _key(p) in on_front, p.kind in FRONT_KINDS])
     return buf.getvalue()
 
 
@@ -63,11 +71,13 @@ def table_markdown(points: Sequence[Point], front: Sequence[Point], metric: str)
     ]
     for p in points:
         model = f"{p.run}{' *' if _key(p) in on_front else ''}"
+        kind = p.kind if p.kind in FRONT_KINDS else f"{p.kind} (ablation)"
         lines.append(
-            f"| {model} | {p.kind} | {p.N}N x {p.L}L | {human_count(p.params)} | "
+            f"| {model} | {kind} | {p.N}N x {p.L}L | {human_count(p.params)} | "
             f"{'-' if p.steps is None else p.steps} | {p.gflops:.4g} | {p.quality:.2f} | "
             f"{_fmt(p.inception_score, '.1f')} | {_fmt(p.samples_per_second, '.3g')} |")
-    lines += ["", f"`*` = on the {name}-GFLOPs Pareto front. # params = unique transformer layers "
+    lines += ["", f"`*` = on the {name}-GFLOPs Pareto front. {FRONT_NOTE} "
+              "# params = unique transformer layers "
               "(embeddings and head excluded). L = inference loop count per sampling step; "
               "# steps = sampling steps (network runs per sample, x2 passes with CFG). "
               "GFLOPs = 10^9 multiply-adds per sample (the paper's convention, as DiT's)."]
@@ -81,7 +91,7 @@ def summary_markdown(pairs: Sequence[IlsdVanillaPair], vs_unique: Sequence[Loope
     name = metric_label(metric)
     out = [f"# Aggregate summary: {name} ({modality})", ""]
     out += [f"## Pareto front ({name} vs. GFLOPs)", ""]
-    out += ["GFLOPs = 10^9 multiply-adds per sample (the paper's convention).", ""]
+    out += ["GFLOPs = 10^9 multiply-adds per sample (the paper's convention).", FRONT_NOTE, ""]
     out += [f"- {p.run} at {p.label}: {p.gflops:.4g} GFLOPs, {name} {p.quality:.2f}"
             for p in front]
     if fit.ok:
@@ -104,20 +114,28 @@ def summary_markdown(pairs: Sequence[IlsdVanillaPair], vs_unique: Sequence[Loope
         out += ["", "Mean gap over L < L_max: "
                 + ("n/a (no common L below L_max)" if mean is None else f"{mean:+.3f}"), ""]
 
-    out += ["## Looped vs. unique depth (Tables 1-2)", "",
-            "Looped run at L = L_max against the unique-layer run of depth N * L_max, same scale.",
-            ""]
+    out += ["## Looped vs. unique depth at iso-compute (Table 1)", "",
+            "Each ELT run at each inference loop count L against the unique-layer run of depth "
+            "N * L (same family, scale, metric and modality), whatever L_max the ELT run was "
+            "trained with: an N x L configuration costs what a depth N * L model costs. "
+            "Vanilla looping (an ablation) is not paired.", ""]
     if not vs_unique:
-        out.append("No looped run has a unique-depth baseline of equal depth in the grid.")
+        out.append("No ELT run at any L has a unique-layer baseline of depth N * L in the grid.")
     else:
-        out += [f"| looped | unique | depth | {name} looped | {name} unique | {name} diff "
-                "| GFLOPs looped | GFLOPs unique | # params looped | # params unique "
-                "| params ratio |",
-                "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-        out += [f"| {c.looped_run} ({c.N}x{c.L_max}) | {c.unique_run} | {c.depth} | "
-                f"{c.quality_looped:.2f} | {c.quality_unique:.2f} | {c.quality_diff:+.2f} | "
-                f"{c.gflops_looped:.4g} | {c.gflops_unique:.4g} | {human_count(c.params_looped)} | "
-                f"{human_count(c.params_unique)} | {c.params_ratio:.2f}x |" for c in vs_unique]
-        out += ["", f"{name} diff = {name}(looped) - {name}(unique); "
-                "params ratio = unique / looped; GFLOPs = 10^9 multiply-adds per sample."]
+        out += [f"| scale | ELT (N x L) | L_max | unique (depth) | {name} ELT | {name} unique "
+                f"| {name} diff | # params ELT | # params unique | params ratio | GFLOPs ELT "
+                "| GFLOPs unique |",
+                "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        out += [f"| {c.scale} | {c.looped_run} ({c.N}N x {c.L}L) | {c.L_max} | "
+                f"{c.unique_run} ({c.depth}) | {c.quality_looped:.2f} | {c.quality_unique:.2f} | "
+                f"{c.quality_diff:+.2f} | {human_count(c.params_looped)} | "
+                f"{human_count(c.params_unique)} | {c.params_ratio:.2f}x | "
+                f"{c.gflops_looped:.4g} | {c.gflops_unique:.4g} |" for c in vs_unique]
+        diffs = [c.quality_diff for c in vs_unique]
+        out += ["", f"{name} diff = {name}(ELT) - {name}(unique), positive means the ELT model "
+                "is worse; params ratio = unique / ELT unique-layer parameters; GFLOPs = 10^9 "
+                "multiply-adds per sample.",
+                "", f"Mean {name} diff over all {len(diffs)} iso-compute pairs (every ELT run at "
+                f"every L with a depth-N*L unique run; metrics.json "
+                f"looped_minus_unique_mean_{metric}): {sum(diffs) / len(diffs):+.3f}"]
     return "\n".join(out) + "\n"
