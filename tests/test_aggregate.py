@@ -530,6 +530,8 @@ def test_vanilla_never_enters_front_fit_or_headline(tmp_path):
     assert [(g.L, g.gap) for g in pair.loops] == [(1, -90.0), (2, -60.0)]
     m = rep.metrics()
     assert m["n_front_points"] == 3 and m["fit_c"] == pytest.approx(50.0, rel=1e-4)
+    # the headline best is the unique run's 75, not vanilla's lower 40
+    assert (m["best_fid"], m["best_fid_L"]) == (75.0, 1)
     assert m["n_looped_unique_pairs"] == 1 and m["looped_minus_unique_mean_fid"] == 25.0
     assert m["ilsd_vanilla_mean_gap"] == -90.0
 

@@ -68,7 +68,9 @@ class MetricReport:
 
     @property
     def best(self) -> Point:
-        return min(self.points, key=lambda p: (p.quality, p.gflops))
+        """The headline's best point: ELT and unique runs only, like the front (the lowest metric
+        on the front is the lowest of every eligible point); vanilla is an ablation."""
+        return min(self.front or self.points, key=lambda p: (p.quality, p.gflops))
 
     def name(self, template: str) -> str:
         return output_name(self.metric, template)
