@@ -1,5 +1,6 @@
 """Masking schedule, label drop, optimizer, TrainConfig validation, train step and data-parallel mesh."""
 
+import functools
 import json
 import math
 import os
@@ -16,7 +17,7 @@ import pytest
 from elt import families
 from elt.config import ConfigError, TrainConfig
 from elt.core.optim import lr_schedule, weight_decay_mask
-from elt.core.train_step import create_train_state, drop_labels, make_eval_loss, make_train_step
+from elt.core.train_step import create_train_state, drop_labels, loss_and_metrics, make_eval_loss, make_train_step
 from elt.families.maskgit.config import TrainConfig as MaskGITTrainConfig
 from elt.families.maskgit.losses import cosine_mask, cosine_mask_count, masked_ce
 from elt.families.maskgit.model import MaskedImageELT, MaskGITConfig
@@ -123,6 +124,8 @@ def test_train_step_metrics_and_L_int_range():
         assert set(m) == {"loss", "gt_teacher", "gt_student", "distill", "lam", "L_int", "accuracy"}
         np.testing.assert_allclose(m["lam"], 1 - s / 40, atol=1e-6)
         lam = float(m["lam"])
+        # Only that the logged parts add up; the loss itself (teacher = L_max exit) is checked against a
+        # hand computation in test_train_loss_is_teacher_Lmax_student_Lint.
         np.testing.assert_allclose(m["loss"], m["gt_teacher"] + lam * m["gt_student"] + (1 - lam) * m["distill"], rtol=1e-5)
         seen.add(int(m["L_int"]))
         losses.append(float(m["gt_teacher"]))
@@ -131,6 +134,67 @@ def test_train_step_metrics_and_L_int_range():
     # It learns the fixed batch. Measured drop 0.318: tight, but the 40 steps are not chaotic (a 1e-6
     # relative kick to the init, or SSE4.2 instead of AVX2 codegen, moves the drop by < 1e-5).
     assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.3
+
+
+def _np_log_softmax(x):
+    x = np.asarray(x, np.float64)
+    x = x - x.max(-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(-1, keepdims=True))
+
+
+def _np_ilsd_loss(teacher, student, tokens, mask, lam, eps):
+    """Hand ILSD loss: CE_eps(teacher) + lam CE_eps(student) + (1-lam) H(p_teacher, p_student),
+    cross-entropies averaged over the masked positions."""
+    V = teacher.shape[-1]
+    soft = (1 - eps) * np.eye(V)[tokens] + eps / V
+    m = np.asarray(mask, np.float64)
+
+    def mean(x):
+        return (x * m).sum() / m.sum()
+
+    lt, ls = _np_log_softmax(teacher), _np_log_softmax(student)
+    gt_t, gt_s = mean(-(soft * lt).sum(-1)), mean(-(soft * ls).sum(-1))
+    distill = mean(-(np.exp(lt) * ls).sum(-1))
+    return gt_t + lam * gt_s + (1 - lam) * distill, (gt_t, gt_s, distill)
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_train_loss_is_teacher_Lmax_student_Lint(seed):
+    """loss_and_metrics (and the train step) equal the ILSD loss built by hand from the model's two
+    exits with teacher = L_max exit, student = L_int exit, and differ from the swapped assignment."""
+    model = build_model(**TINY)
+    params = jax.jit(model.init)(jax.random.key(0))
+    L_max, steps, step = 4, 40, 30  # lam = 0.25: every term counts, lam and 1 - lam differ
+    tc = TrainConfig(batch_size=8, steps=steps, L_min=1, label_drop=0.5)
+    batch, rng = _batch(), jax.random.key(seed)
+    # The same derivation as the train step, written out.
+    r_inputs, r_drop, r_L = jax.random.split(rng, 3)
+    drop = np.asarray(jax.random.uniform(r_drop, (8,))) < 0.5
+    labels = np.where(drop, model.uncond_label, np.asarray(batch["labels"]))
+    assert 0 < drop.sum() < 8  # the label drop is exercised
+    tokens = np.asarray(batch["latents"]).reshape(8, 16)
+    inputs, mask = cosine_mask(r_inputs, jnp.asarray(tokens), model.mask_id)
+    L_int = int(jax.random.randint(r_L, (), 1, L_max))
+    assert 1 <= L_int < L_max
+    apply = jax.jit(model.apply, static_argnums=3)
+    out_max = apply(params, inputs, jnp.asarray(labels, jnp.int32), L_max)
+    out_int = apply(params, inputs, jnp.asarray(labels, jnp.int32), L_int)
+    lam, eps = 1 - step / steps, FAMILY_TRAIN.label_smoothing
+    expected, parts = _np_ilsd_loss(out_max, out_int, tokens, mask, lam, eps)
+    swapped, _ = _np_ilsd_loss(out_int, out_max, tokens, mask, lam, eps)
+
+    fn = jax.jit(functools.partial(loss_and_metrics, LOSSES, model, tc, L_max, True, FAMILY_TRAIN))
+    loss, m = fn(params, batch, rng, jnp.asarray(step, jnp.int32))
+    assert int(m["L_int"]) == L_int
+    np.testing.assert_allclose(float(loss), expected, rtol=1e-5)
+    np.testing.assert_allclose([m["gt_teacher"], m["gt_student"], m["distill"]], parts, rtol=1e-5)
+    # Measured |swapped - expected| = 0.016 and 0.043 on these seeds, > 100 x the tolerance above.
+    assert abs(swapped - expected) > 5e-3
+    assert abs(float(loss) - swapped) > 5e-3
+    # The jitted train step logs the same loss for the same (state.step, batch, rng).
+    state = create_train_state(model, tc, jax.random.key(0)).replace(step=jnp.asarray(step, jnp.int32))
+    _, m_step = make_train_step(LOSSES, model, tc, L_max, True, FAMILY_TRAIN)(state, batch, rng)
+    np.testing.assert_allclose(float(m_step["loss"]), expected, rtol=1e-5)
 
 
 def test_eval_loss_matches_direct_computation():
