@@ -227,9 +227,13 @@ def inception_score_report(features: np.ndarray, weights, splits: int = 10) -> d
     {"is_unavailable": reason}: never a made-up number."""
     if not getattr(weights, "has_classifier", False):
         return {"is_unavailable": INCEPTION_SCORE_UNAVAILABLE}
-    # pytorch-fid's fc: Linear(2048, 1008) on the pool features, as in the TF graph's softmax head.
+    # Logits = pool features @ the 1008-way classifier weights, WITHOUT its bias: the reference IS
+    # convention. openai/improved-gan (inception_score/model.py) and the ADM evaluator
+    # (openai/guided-diffusion evaluations/evaluator.py, _create_softmax_graph) both take
+    # w = graph "softmax/logits/MatMul".inputs[1] and compute softmax(pool_3 @ w); torch-fidelity's
+    # (feature_layer_isc) and torchmetrics' InceptionScore default feature are likewise
+    # "logits_unbiased". fc_bias is deliberately not used.
     logits = np.asarray(features, np.float64) @ np.asarray(weights.fc_weight, np.float64).T
-    logits = logits + np.asarray(weights.fc_bias, np.float64)
     mean, std = inception_score(logits, splits=splits)
     return {"is_mean": mean, "is_std": std}
 
