@@ -1,6 +1,8 @@
 """The ``elt`` console script. One function per subcommand, registered in ``SUBCOMMANDS``.
 
     elt fid PATH_A PATH_B [--weights FILE] [--batch-size 50] [--method sqrtm|eigh]  # FID as last line
+    (a PATH is an image folder, read recursively: <folder>/<class>/<image>.png included; an .npz of
+    uint8 images; or a statistics .npz)
     elt fid-stats PATH OUT.npz [--weights FILE]                # save Inception statistics of PATH
     elt fetch-fid-weights [--out data/weights/fid_inception.pt]
 
@@ -91,7 +93,7 @@ def _add_weights_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_fid(sub) -> None:
-    p = sub.add_parser("fid", help="FID between two image sets (folder / .npz of uint8 images / stats .npz)")
+    p = sub.add_parser("fid", help="FID between two image sets (folder, read recursively / .npz of uint8 images / stats .npz)")
     p.add_argument("path_a")
     p.add_argument("path_b")
     _add_weights_args(p)
@@ -101,7 +103,7 @@ def add_fid(sub) -> None:
 
 
 def add_fid_stats(sub) -> None:
-    p = sub.add_parser("fid-stats", help="save FID statistics (mu, sigma, n) of an image folder or .npz")
+    p = sub.add_parser("fid-stats", help="save FID statistics (mu, sigma, n) of an image folder (recursive) or .npz")
     p.add_argument("path")
     p.add_argument("out")
     _add_weights_args(p)

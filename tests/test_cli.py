@@ -72,3 +72,35 @@ def test_bad_inputs_exit_with_the_file_named(tmp_path, weights_path, capsys):
         cli.main(["fid", str(tmp_path / "nowhere"), str(tmp_path / "one"), "--weights", str(weights_path)])
     with pytest.raises(SystemExit, match="--batch-size must be >= 1"):
         cli.main(["fid", str(tmp_path / "one"), str(tmp_path / "one"), "--batch-size", "0"])
+
+
+def test_fid_reads_class_subfolders_recursively(capsys, weights_path, image_sets):
+    """An image-folder dataset, <folder>/<class>/<image>.png, is read at every depth in sorted order."""
+    root, a, _ = image_sets
+    classes = root / "classes"
+    layout = {"n02/b.png": a[3], "n01/x/deep.png": a[2], "n01/a.png": a[0], "n01/b.png": a[1]}
+    for rel, img in layout.items():
+        (classes / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(classes / rel)
+    (classes / "n01" / ".hidden.png").write_text("skipped: hidden")
+    (classes / ".cache").mkdir()
+    (classes / ".cache" / "junk.txt").write_text("skipped: hidden folder")
+    # Sorted by the path relative to the folder: n01/a, n01/b, n01/x/deep, n02/b.
+    np.testing.assert_array_equal(fid.load_images(classes), a[[0, 1, 2, 3]])
+    # The CLI accepts it: the same 4 images as the flat folder "a", so FID ~ 0 and n = 4.
+    capsys.readouterr()
+    assert cli.main(["fid", str(classes), str(root / "a"), "--weights", str(weights_path),
+                     "--batch-size", "4", "--method", "eigh"]) == 0
+    out = capsys.readouterr()
+    assert abs(float(out.out.strip().splitlines()[-1])) < 1e-3
+    assert f"{classes}: 4 images" in out.err
+
+
+def test_fid_folder_without_images_at_any_depth(tmp_path, weights_path, capsys):
+    (tmp_path / "empty" / "n01" / "sub").mkdir(parents=True)
+    (tmp_path / "empty" / "n01" / ".keep").write_text("")
+    assert cli.main(["fid", str(tmp_path / "empty"), str(tmp_path / "empty"), "--weights", str(weights_path)]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert err.startswith("error: elt fid: ") and f"{tmp_path / 'empty'}: folder holds no images" in err
+    assert "at any depth" in err

@@ -36,17 +36,24 @@ def _check_images(images: np.ndarray, source: str) -> np.ndarray:
 def load_images(path: str | Path) -> np.ndarray:
     """A folder of PNG/JPEG images or an .npz of uint8 images -> uint8 [N, H, W, 3].
 
-    The .npz must hold one uint8 array (or one named ``images``/``arr_0``). All images must share one
-    size: resizing them here would hide a bug upstream.
+    A folder is read recursively, as an image-folder dataset (``<folder>/<class>/<image>.png``) and
+    clean-fid read it: every image at any depth, in sorted order of the path relative to the folder
+    (deterministic whatever the file system); hidden files and folders are skipped. The .npz must
+    hold one uint8 array (or one named ``images``/``arr_0``). All images must share one size:
+    resizing them here would hide a bug upstream.
     """
     path = Path(path)
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
-        others = [p.name for p in files if p.suffix.lower() not in IMAGE_SUFFIXES]
+        files = sorted(
+            (p for p in path.rglob("*")
+             if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)),
+            key=lambda p: p.relative_to(path).parts,
+        )
+        others = [p.relative_to(path).as_posix() for p in files if p.suffix.lower() not in IMAGE_SUFFIXES]
         if others:
             raise ValueError(f"{path}: not an image file (png/jpg expected): {others[0]}")
         if not files:
-            raise ValueError(f"{path}: folder holds no images")
+            raise ValueError(f"{path}: folder holds no images (png/jpg) at any depth")
         images, first_shape = [], None
         for p in files:
             try:
@@ -57,7 +64,8 @@ def load_images(path: str | Path) -> np.ndarray:
             if first_shape is None:
                 first_shape = arr.shape
             elif arr.shape != first_shape:
-                raise ValueError(f"{p}: size {arr.shape[:2]} differs from {files[0].name}'s {first_shape[:2]}")
+                raise ValueError(f"{p}: size {arr.shape[:2]} differs from {files[0].relative_to(path).as_posix()}'s "
+                                 f"{first_shape[:2]}")
             images.append(arr)
         return _check_images(np.stack(images), str(path))
     if path.is_file() and path.suffix == ".npz":
