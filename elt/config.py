@@ -278,9 +278,6 @@ def parse_section(cls, raw: Any, key: str, required: tuple[str, ...] = ()):
     return obj
 
 
-_section = parse_section
-
-
 def _coerce(f: dataclasses.Field, value: Any, key: str) -> Any:
     typ = str(f.type)
     if value is None:
@@ -327,19 +324,19 @@ def parse_params(raw: Mapping[str, Any], source: str = "params.yaml") -> Params:
     if unknown:
         raise ConfigError(unknown[0], f"unknown top-level key (known: {', '.join(sorted(known))})")
 
-    data = _section(DataConfig, raw.get("data"), "data")
+    data = parse_section(DataConfig, raw.get("data"), "data")
     _positive("data.image_size", data.image_size)
     tokenizer = _parse_tokenizer(raw.get("tokenizer"), data)
-    tokenize = _section(TokenizeConfig, raw.get("tokenize"), "tokenize")
+    tokenize = parse_section(TokenizeConfig, raw.get("tokenize"), "tokenize")
     for name in ("batch_size", "num_shards", "direct_num_workers", "read_size"):
         _positive(f"tokenize.{name}", getattr(tokenize, name))
 
     scales_raw = raw.get("scales")
     if not isinstance(scales_raw, Mapping) or not scales_raw:
         raise ConfigError("scales", "must be a non-empty mapping of scale name -> {d_model, mlp_dim, num_heads}")
-    train = _section(TrainConfig, raw.get("train"), "train")
+    train = parse_section(TrainConfig, raw.get("train"), "train")
     scales = {
-        str(name): _section(Scale, s, f"scales.{name}", required=("d_model", "mlp_dim", "num_heads"))
+        str(name): parse_section(Scale, s, f"scales.{name}", required=("d_model", "mlp_dim", "num_heads"))
         for name, s in scales_raw.items()
     }
     families = _parse_families(raw.get("families"))
@@ -355,7 +352,7 @@ def parse_params(raw: Mapping[str, Any], source: str = "params.yaml") -> Params:
             raise ConfigError(key, "run names may use letters, digits, '-' and '_' only")
         if not isinstance(g, Mapping):
             raise ConfigError(key, "expected a mapping {family, scale, N, L_max, ilsd}")
-        point = _section(GridPoint, {**g, "name": str(name)}, key, required=("scale", "N", "L_max", "ilsd"))
+        point = parse_section(GridPoint, {**g, "name": str(name)}, key, required=("scale", "N", "L_max", "ilsd"))
         point = dataclasses.replace(point, name=str(name))
         if point.family not in families:
             from elt import families as family_registry  # pylint: disable=import-outside-toplevel
@@ -375,8 +372,8 @@ def parse_params(raw: Mapping[str, Any], source: str = "params.yaml") -> Params:
             raise ConfigError(f"{key}.family", f"family {point.family} models {kind!r} latents, but tokenizer.kind is {tokenizer.kind!r}")
         grid[str(name)] = point
 
-    sample = _section(SampleConfig, raw.get("sample"), "sample")
-    evalc = _section(EvalConfig, raw.get("eval"), "eval")
+    sample = parse_section(SampleConfig, raw.get("sample"), "sample")
+    evalc = parse_section(EvalConfig, raw.get("eval"), "eval")
     _positive("eval.batch_size", evalc.batch_size)
     if evalc.ref_num_images is not None and evalc.ref_num_images < 2:
         raise ConfigError("eval.ref_num_images", f"FID needs >= 2 images, got {evalc.ref_num_images}")
@@ -400,7 +397,7 @@ def _parse_tokenizer(raw: Any, data: DataConfig):
     if "image_size" in raw:
         raise ConfigError("tokenizer.image_size", "not a tokenizer setting: the tokenizer works at data.image_size")
     module, name = TOKENIZER_CONFIGS[kind]
-    return _section(getattr(importlib.import_module(module), name), {**raw, "image_size": data.image_size}, "tokenizer")
+    return parse_section(getattr(importlib.import_module(module), name), {**raw, "image_size": data.image_size}, "tokenizer")
 
 
 def _parse_families(raw: Any) -> dict[str, FamilyConfig]:
@@ -426,8 +423,8 @@ def _parse_families(raw: Any) -> dict[str, FamilyConfig]:
         mod = family_registry.config_module(name)
         out[name] = FamilyConfig(
             name=name,
-            train=_section(mod.TrainConfig, section.get("train"), f"{key}.train"),
-            sample=_section(mod.SampleConfig, section.get("sample"), f"{key}.sample"),
+            train=parse_section(mod.TrainConfig, section.get("train"), f"{key}.train"),
+            sample=parse_section(mod.SampleConfig, section.get("sample"), f"{key}.sample"),
             quality_metric=mod.QUALITY_METRIC,
             modality=mod.MODALITY,
             tokenizer_kind=mod.TOKENIZER_KIND,

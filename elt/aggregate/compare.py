@@ -150,7 +150,3 @@ def looped_vs_unique(runs: Sequence[RunEval]) -> list[LoopedVsUnique]:
                 gflops_looped=point.gflops, gflops_unique=u_point.gflops,
                 params_looped=run.params, params_unique=unique.params))
     return out
-
-
-# The name the paper's comparison goes by; looped_vs_unique keeps its old name for importers.
-iso_compute_pairs = looped_vs_unique
