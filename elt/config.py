@@ -29,6 +29,9 @@ MOVED = {
     "sample.temperature_bias": "families.maskgit.sample.temperature_bias",
     "sample.temperature_scale": "families.maskgit.sample.temperature_scale",
     "sample.choice_temperature": "families.maskgit.sample.choice_temperature",
+    "sample.cfg_scale": "sample.cfg_scales (a list: every run is sampled at every scale)",
+    "eval.bootstrap": "eval.jackknife_groups (the jackknife replaced the bootstrap: at n << 2048 the bootstrap "
+                      "std of FID is ~2-5x the true spread; elt/evaluation/spread.py)",
 }
 
 
@@ -49,6 +52,63 @@ class DataConfig:
     image_size: int = 32
     train_split: str = "train"
     data_dir: str = "data/tfds"
+    # Examples no stage trains on (neither the tokenizer nor a model): tokenized into
+    # data/tokens_heldout, where the train stage measures its per-exit losses. A tfds split or
+    # slice ("validation", "train[1497:]"; image folders have one split, "train"); None: none
+    # (the per-exit losses are then measured on training examples, and metrics.json says so).
+    heldout_split: str | None = None
+
+    def check(self, key: str) -> None:
+        if self.heldout_split is None:
+            return
+        if not self.heldout_split.strip():
+            raise ConfigError(f"{key}.heldout_split", "is empty (null: no held-out split)")
+        if self.splits_overlap(self.train_split, self.heldout_split):
+            raise ConfigError(
+                f"{key}.heldout_split",
+                f"{self.heldout_split!r} overlaps {key}.train_split {self.train_split!r}: held-out "
+                f"examples must not be trained on (e.g. train_split 'train[:90%]', heldout_split 'train[90%:]')",
+            )
+
+    @staticmethod
+    def splits_overlap(a: str, b: str) -> bool | None:
+        """Whether two tfds split strings share examples: True, False, or None where that cannot
+        be told without the split's size (`train[:1000]` vs `train[-300:]`, `train[:10%]+test`).
+        Disjoint: other splits, or slices of one split with bounds of comparable kinds."""
+
+        begin, end = ("s", 0), ("e", 0)  # positions: ("s", k) k-th from the start,
+        # ("e", k) k <= 0 from the end, ("%", p) at p percent (0 < p < 100)
+
+        def pos(text: str | None, default):
+            if not text:
+                return default
+            if text.endswith("%"):
+                p = int(text[:-1]) % 100 if text.startswith("-") else int(text[:-1])
+                return begin if p == 0 else end if p >= 100 else ("%", p)
+            return ("s", int(text)) if int(text) >= 0 else ("e", int(text))
+
+        def parse(s: str):
+            m = re.fullmatch(r"\s*([\w-]+)\s*(?:\[\s*(-?\d+%?)?\s*:\s*(-?\d+%?)?\s*\])?\s*", s)
+            return m and (m.group(1), pos(m.group(2), begin), pos(m.group(3), end))
+
+        def le(p, q):  # the end p of a (non-empty) slice <= the start q of another: True, False,
+            if p[0] == q[0]:  # or None (depends on the split's size)
+                return p[1] <= q[1]
+            if p == end or q == begin:  # a start is before the end, an end after the start
+                return False
+            return None
+
+        if a.strip() == b.strip():
+            return True
+        pa, pb = parse(a), parse(b)
+        if pa is None or pb is None:
+            return None
+        if pa[0] != pb[0]:
+            return False
+        apart = (le(pa[2], pb[1]), le(pb[2], pa[1]))
+        if True in apart:
+            return False
+        return True if apart == (False, False) else None
 
 
 @dataclass(frozen=True)
@@ -144,7 +204,10 @@ class SampleConfig:
     loops: tuple[int, ...] = (1, 2, 3, 4)  # loop counts L to sample at (may exceed L_max)
     num_samples: int = 100
     batch_size: int = 50
-    cfg_scale: float = 1.0  # u + s*(c - u); 1 = no guidance (one pass)
+    # Classifier-free guidance scales, u + s*(c - u), each sampled and evaluated; per (run, L) the
+    # evaluation reports the best, as the paper does. 1 = no guidance (one network pass per step).
+    # Families without guidance (config.GUIDANCE = False) sample at 1 only.
+    cfg_scales: tuple[float, ...] = (1.0,)
     seed: int = 0
 
     def check(self, key: str) -> None:
@@ -157,7 +220,13 @@ class SampleConfig:
             raise ConfigError(f"{key}.loops", f"duplicate loop counts in {list(self.loops)}")
         for name in ("num_samples", "batch_size"):
             _positive(f"{key}.{name}", getattr(self, name))
-        _positive(f"{key}.cfg_scale", self.cfg_scale, allow_zero=True)
+        if not self.cfg_scales:
+            raise ConfigError(f"{key}.cfg_scales", "must list at least one scale (1.0: no guidance)")
+        for i, s in enumerate(self.cfg_scales):
+            if isinstance(s, bool) or not isinstance(s, (int, float)) or s < 0:
+                raise ConfigError(f"{key}.cfg_scales[{i}]", f"guidance scales must be numbers >= 0, got {s!r}")
+        if len({float(s) for s in self.cfg_scales}) != len(self.cfg_scales):
+            raise ConfigError(f"{key}.cfg_scales", f"duplicate scales in {list(self.cfg_scales)}")
 
 
 @dataclass(frozen=True)
@@ -170,14 +239,27 @@ class FamilyConfig:
     quality_metric: str
     modality: str
     tokenizer_kind: str
+    guidance: bool  # samples with classifier-free guidance (the CFG sweep applies)
 
 
 @dataclass(frozen=True)
 class EvalConfig:
     batch_size: int = 50
     ref_split: str = "train"
-    ref_num_images: int | None = None  # None: the whole split
+    ref_num_images: int | None = None  # None: the whole split; k: a random subset of k (ref_seed)
     weights: str = "data/weights/fid_inception.pt"
+    # Seeds the reference subset, the FID jackknife's groups and the KID subsets.
+    ref_seed: int = 0
+    # Groups of the delete-a-group jackknife for the FID spread (fid_std, fid_lo/hi): min(n, this);
+    # at n <= this, leave-one-out. 0: no spread. (Not a bootstrap: its std is ~2-5x too wide at n << D.)
+    jackknife_groups: int = 100
+    kid_subsets: int = 100  # KID subsets (clean-fid); 0: no KID
+
+    def check(self, key: str) -> None:
+        for name in ("ref_seed", "jackknife_groups", "kid_subsets"):
+            _positive(f"{key}.{name}", getattr(self, name), allow_zero=True)
+        if self.jackknife_groups == 1:
+            raise ConfigError(f"{key}.jackknife_groups", "must be 0 (no spread) or >= 2 groups, got 1")
 
 
 @dataclass(frozen=True)
@@ -215,6 +297,12 @@ class Params:
     def loops_for(self, run: str) -> tuple[int, ...]:
         """Loop counts to sample a run at: a unique-depth baseline has no loop to vary."""
         return (1,) if self.grid[run].kind == "unique" else self.sample.loops
+
+    def sample_points(self, run: str) -> list[tuple[int, float]]:
+        """(L, cfg_scale) pairs a run is sampled and evaluated at: every loop count at every
+        guidance scale, or at scale 1 only for a family without guidance."""
+        scales = tuple(float(s) for s in self.sample.cfg_scales) if self.family(run).guidance else (1.0,)
+        return [(L, s) for L in self.loops_for(run) for s in scales]
 
     def run_config(self, run: str) -> dict:
         """The fully resolved configuration of one grid point (for tracking and hashing)."""
@@ -309,6 +397,11 @@ def _coerce(f: dataclasses.Field, value: Any, key: str) -> Any:
             raise ConfigError(key, f"expected a string, got {value!r}")
         return value
     return value
+
+
+def point_name(L: int, cfg_scale: float) -> str:
+    """The name of one sampling point in runs/RUN/samples/: `L3` (no guidance), `L3-cfg1.5`."""
+    return f"L{L}" if float(cfg_scale) == 1.0 else f"L{L}-cfg{float(cfg_scale):g}"
 
 
 def _positive(key: str, value: int | float, allow_zero: bool = False) -> None:
@@ -428,6 +521,7 @@ def _parse_families(raw: Any) -> dict[str, FamilyConfig]:
             quality_metric=mod.QUALITY_METRIC,
             modality=mod.MODALITY,
             tokenizer_kind=mod.TOKENIZER_KIND,
+            guidance=mod.GUIDANCE,
         )
     return out
 

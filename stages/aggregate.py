@@ -9,6 +9,11 @@ outputs keep their names (results/fid_vs_gflops.png), another metric's carry its
 (results/fvd_vs_gflops.png, results/fvd_points.csv). The sampling-step count shown in
 table.md comes from each eval.json's "sampling_steps" (or "steps") key, which the evaluate stage
 writes; params.yaml is read for the grid only (steps now live per family there).
+
+`--floor` (default data/floor/floor.json) is the real-data floor the floor stage writes: the
+metric of held-out real images and of their tokenizer reconstructions at the runs' sample
+count. A missing file is stated in summary.md ("no floor computed"); a malformed one stops the
+stage with one line naming the file and key.
 """
 
 from __future__ import annotations
@@ -57,19 +62,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metrics", type=Path, default=None,
                         help="copy of metrics.json for `dvc metrics` (default: <out>_metrics.json "
                              "beside the out folder; DVC cannot track a metrics file inside it)")
+    parser.add_argument("--floor", type=Path, default=Path("data/floor/floor.json"),
+                        help="real-data floor JSON (missing file: no floor, said in summary.md)")
     args = parser.parse_args(argv)
     metrics = args.metrics or args.out.with_name(f"{args.out.name}_metrics.json")
     grid = _read_grid(args.params)
     try:
-        report = build_report(grid, args.runs)
+        report = build_report(grid, args.runs, floor=args.floor)
     except (EvalFileError, ValueError) as err:
         # A bad input is the user's to fix: one line naming the file and key, no traceback.
         raise SystemExit(f"aggregate: {err}") from None
     out = write_report(report, args.out, metrics_path=metrics)
     print(f"aggregate: {len(report.points)} points from {len(report.runs)} runs -> {out}")
     for g in report.groups:
+        std = "?" if g.best.quality_std is None else f"{g.best.quality_std:.3f}"
         print(f"aggregate: {g.label}: {len(g.points)} points, {len(g.front)} on the front, "
-              f"best {metric_label(g.metric)} {g.best.quality:.3f} "
+              f"best {metric_label(g.metric)} {g.best.quality:.3f} ± {std} "
               f"({g.best.run} L={g.best.L})")
         if not g.fit.ok:
             print(f"aggregate: {g.label}: no power-law fit: {g.fit.reason}")

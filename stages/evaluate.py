@@ -1,13 +1,16 @@
-"""Stage evaluate@RUN: the family's quality metric (FID for images) per loop count L against the
-cached reference statistics, inference GFLOPs per L (the family's formula), parameter counts and
-sampling throughput -> runs/RUN/eval.json.
+"""Stage evaluate@RUN: the family's quality metric (FID for images, with its spread and KID) of
+every sampling point (L, guidance scale) against the cached reference statistics, inference GFLOPs
+(the family's formula), parameter counts and sampling throughput -> runs/RUN/eval.json.
 
     python stages/evaluate.py --params params.yaml --run small-2x3-elt
 
-Resumes per L: each L's result is kept in .elt_work/evaluate/RUN/<hash>/L{L}.json (hash of the
-reference statistics, the weights, the eval settings and the evaluation code; the file also
-records the sha256 of the L{L}.npz it was computed from). A rerun recomputes only the L whose
-result is missing or was computed from other samples, and builds no network when none is.
+eval.json `per_loop[L]` is the best guidance scale at that L (lowest metric, as the paper reports
+CFG-swept models), with `cfg_scale` naming it and `by_cfg` holding every scale's result.
+
+Resumes per point: each point's result is kept in .elt_work/evaluate/RUN/<hash>/<point>.json (hash
+of the reference statistics, the weights, the eval settings and the evaluation code; the file also
+records the sha256 of the <point>.npz it was computed from). A rerun recomputes only the points
+whose result is missing or was computed from other samples, and builds no network when none is.
 """
 
 from __future__ import annotations
@@ -71,14 +74,17 @@ def main(argv=None) -> None:
     sample_cfg = families.config_module(meta["family"]).SampleConfig(**sampling["sample"])
     flops = families.module(meta["family"], "flops")
     cfg = families.module(meta["family"], "model").model_from_config(meta["config"]).cfg
-    loops = sorted(int(k) for k in timing)
-    metric = metrics.get(metric_name)(params.eval.weights, batch_size=params.eval.batch_size)
+    points = {p["name"]: (int(p["L"]), float(p["cfg_scale"])) for p in sampling["points"]}
+    metric = metrics.get(metric_name)(params.eval.weights, batch_size=params.eval.batch_size,
+                                      jackknife_groups=params.eval.jackknife_groups, kid_subsets=params.eval.kid_subsets,
+                                      seed=params.eval.ref_seed)
     ref_files = {k: v["sha256"] for k, v in listed_files(Path(args.ref)).items() if k.startswith(f"{metric_name}/")}
     ident = {
         "run": args.run,
         "ref": ref_files,  # verified above
         "weights": sha256_file(params.eval.weights),
-        "eval": {"batch_size": params.eval.batch_size, "metric": metric_name, "method": getattr(metric, "method", None)},
+        "eval": {"batch_size": params.eval.batch_size, "metric": metric_name, "method": getattr(metric, "method", None),
+                 "settings": getattr(metric, "settings", None)},
         "code": sha256_tree([ROOT / "stages" / "evaluate.py", ROOT / "elt" / "evaluation"], root=ROOT),
     }
     work = Path(args.work) / args.run / config_hash(ident)
@@ -86,34 +92,46 @@ def main(argv=None) -> None:
     remove_stale_tmp(work)
     atomic_write_text(work / "key.json", json.dumps(ident, indent=1))
     listed = listed_files(samples)  # hashed by verify_manifest already: no second read
-    npz_hash = {L: listed[f"L{L}.npz"]["sha256"] for L in loops}
+    npz_hash = {name: listed[f"{name}.npz"]["sha256"] for name in points}
     cached = {}
-    for L in loops:
+    for name in points:
         try:
-            entry = json.loads((work / f"L{L}.json").read_text())
+            entry = json.loads((work / f"{name}.json").read_text())
         except (OSError, ValueError):
             continue
-        if isinstance(entry, dict) and entry.get("samples_sha256") == npz_hash[L] and "result" in entry:
-            cached[L] = entry["result"]
+        if isinstance(entry, dict) and entry.get("samples_sha256") == npz_hash[name] and "result" in entry:
+            cached[name] = entry["result"]
     if cached:
-        print(f"evaluate@{args.run}: resuming: L={','.join(map(str, cached))} already done ({work})", flush=True)
+        print(f"evaluate@{args.run}: resuming: {','.join(cached)} already done ({work})", flush=True)
 
-    per_loop = {}
-    for L in loops:
-        if L in cached:
-            result = cached[L]
-        else:  # the metric builds its network on the first L it scores
-            images = np.load(samples / f"L{L}.npz")["images"]
+    spread = getattr(metric, "spread_key", None)
+    scored = {}  # point name -> its result
+    for name, (L, scale) in points.items():
+        if name in cached:
+            result = cached[name]
+        else:  # the metric builds its network on the first point it scores
+            images = np.load(samples / f"{name}.npz")["images"]
             result = dict(metric.score(images, ref_dir), num_samples=int(len(images)))
-            entry = {"L": L, "samples_sha256": npz_hash[L], "result": result}
-            atomic_write_text(work / f"L{L}.json", json.dumps(entry, indent=1))
-        per_loop[str(L)] = {
+            entry = {"point": name, "samples_sha256": npz_hash[name], "result": result}
+            atomic_write_text(work / f"{name}.json", json.dumps(entry, indent=1))
+        scored[name] = {
             **result,
-            "gflops": float(flops.sample_gflops(cfg, L, sample_cfg, sampling["cfg_scale"])),
-            "samples_per_second": timing[str(L)]["samples_per_second"],
+            "L": L,
+            "cfg_scale": scale,
+            "gflops": float(flops.sample_gflops(cfg, L, sample_cfg, scale)),
+            "samples_per_second": timing[name]["samples_per_second"],
         }
-        print(f"evaluate@{args.run}: L={L} {metric_name.upper()}={result[metric_name]:.2f} "
-              f"GFLOPs={per_loop[str(L)]['gflops']:.4f}", flush=True)
+        pm = f" +- {result[spread]:.2f}" if spread and result.get(spread) is not None else ""
+        print(f"evaluate@{args.run}: {name} {metric_name.upper()}={result[metric_name]:.2f}{pm} "
+              f"GFLOPs={scored[name]['gflops']:.4f}", flush=True)
+    # Per L the best guidance scale (lowest metric), as the paper reports every model at its best
+    # CFG. Choosing the minimum of noisy estimates favours luck slightly when several scales are
+    # within noise of each other; `by_cfg` keeps every scale for a reader who wants to check.
+    per_loop = {}
+    for L in sorted({L for L, _ in points.values()}):
+        at_L = {r["cfg_scale"]: r for r in scored.values() if r["L"] == L}
+        best = min(at_L.values(), key=lambda r: r[metric_name])
+        per_loop[str(L)] = {**best, "by_cfg": {f"{s:g}": at_L[s] for s in sorted(at_L)}}
 
     report = {
         "run": args.run,
@@ -128,7 +146,7 @@ def main(argv=None) -> None:
         "params": meta["params_block"],
         "params_total": meta["params_total"],
         "sampling_steps": sample_cfg.steps,
-        "cfg_scale": sampling["cfg_scale"],
+        "cfg_scales": sorted({s for _, s in points.values()}),
         "per_loop": per_loop,
     }
     out = Path(args.out or run_dir / "eval.json")
@@ -137,10 +155,12 @@ def main(argv=None) -> None:
     os.replace(tmp, out)
 
     tracker = RunTracker.for_grid_point(args.run, stage="evaluate")
-    for name in (metric_name, "gflops", "samples_per_second"):
-        tracker.log_metric_history(name, {int(L): v[name] for L, v in per_loop.items()})
-    if any(v.get("is") is not None for v in per_loop.values()):
-        tracker.log_metric_history("is", {int(L): v["is"] for L, v in per_loop.items() if v.get("is") is not None})
+    # per L (the MLflow step): the metric at the best scale, its spread, KID/IS where the metric
+    # gives them, the scale chosen, GFLOPs (multiply-adds) and throughput
+    for name in (metric_name, spread, "kid", "kid_std", "is", "cfg_scale", "gflops", "samples_per_second"):
+        history = {int(L): v[name] for L, v in per_loop.items() if name and v.get(name) is not None}
+        if history:
+            tracker.log_metric_history(name, history)
     tracker.log_metrics({"params_block": meta["params_block"], "params_total": meta["params_total"]})
     tracker.log_artifact(str(out))
 

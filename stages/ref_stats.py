@@ -3,9 +3,13 @@ families use, computed once per dataset and resolution.
 
     python stages/ref_stats.py --params params.yaml
 
-Reads `data` (dataset, image_size, data_dir) and `eval` (ref_split, ref_num_images, batch_size,
-weights) from params.yaml; writes data/ref_stats/<metric>/ (for FID: stats.npz with mu, sigma
-float64, n) and data/ref_stats/info.json (what the statistics are of).
+Reads `data` (dataset, image_size, data_dir) and `eval` (ref_split, ref_num_images, ref_seed,
+batch_size, weights) from params.yaml; writes data/ref_stats/<metric>/ (for FID: stats.npz with mu,
+sigma float64, n, up to 10,000 reference features float32 for KID, and what they are of: split
+size, selection, seed, sha256 of the chosen indices) and data/ref_stats/info.json (the same record).
+
+eval.ref_num_images null: the whole split; k: a random subset of k images of the split chosen by
+index with seed eval.ref_seed (not the first k); k above the split size is an error naming the key.
 """
 from __future__ import annotations
 
@@ -36,6 +40,7 @@ def main(argv=None) -> None:
 
     from elt.data.datasets import load_image_dataset
     from elt.evaluation import metrics
+    from elt.evaluation.reference import choose_subset
     from elt.integrity import write_manifest
 
     data = params.data
@@ -43,17 +48,27 @@ def main(argv=None) -> None:
     tmp = out.with_name(out.name + ".tmp")  # published whole, with its manifest, or not at all
     shutil.rmtree(tmp, ignore_errors=True)
     info = {"dataset": data.dataset, "split": params.eval.ref_split, "image_size": data.image_size, "metrics": {}}
+    ev = params.eval
+    info.update(ref_num_images=ev.ref_num_images, ref_seed=ev.ref_seed)
     for name in params.quality_metrics():
-        metric = metrics.get(name)(weights, batch_size=params.eval.batch_size)
-        dataset = load_image_dataset(data.dataset, params.eval.ref_split, data.data_dir, data.image_size)
-        info["metrics"][name] = metric.reference(dataset, tmp / name, max_images=params.eval.ref_num_images)
+        metric = metrics.get(name)(weights, batch_size=ev.batch_size, jackknife_groups=ev.jackknife_groups,
+                                   kid_subsets=ev.kid_subsets, seed=ev.ref_seed)
+        dataset = load_image_dataset(data.dataset, ev.ref_split, data.data_dir, data.image_size)
+        if ev.ref_num_images is not None:
+            choose_subset(len(dataset), ev.ref_num_images, ev.ref_seed)  # k > split size: fail before any compute
+        info["metrics"][name] = metric.reference(dataset, tmp / name, max_images=ev.ref_num_images)
     n = max(m["n"] for m in info["metrics"].values())
     info["n"] = n
     (tmp / "info.json").write_text(json.dumps(info, indent=1))
     write_manifest(tmp)
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)
-    print(f"ref_stats: {n} images of {data.dataset} (split {params.eval.ref_split}) at {data.image_size}px, "
+    first = next(iter(info["metrics"].values()))
+    what = ""
+    if first.get("selection") and first.get("split_size") is not None:
+        what = (f", {first['selection']} of {first['split_size']} (seed {first.get('seed')}, indices sha256 "
+                f"{str(first.get('indices_sha256'))[:12]})")
+    print(f"ref_stats: {n} images of {data.dataset} (split {params.eval.ref_split}{what}) at {data.image_size}px, "
           f"metrics {', '.join(info['metrics'])} -> {out}")
 
 

@@ -1,17 +1,20 @@
-"""Stage sample@RUN: any-time sampling of one trained run at every loop count L.
+"""Stage sample@RUN: any-time sampling of one trained run at every loop count L and every
+classifier-free guidance scale of `sample.cfg_scales` (scale 1 only for a family without guidance).
 
     python stages/sample.py --params params.yaml --run small-2x3-elt
 
-One compiled sampler serves every L (L is a runtime value). Class-balanced labels, seeded; for
-each L writes runs/RUN/samples/L{L}/NNNNN.png (uint8), L{L}.npz (images, labels, latents) and a
-sample grid grid_L{L}.png; sampling.json the settings that made them (evaluate counts GFLOPs from it);
-timing.json records per-L wall time and samples/s (model only, after
+A point is one (L, scale), named `L3` (no guidance) or `L3-cfg1.5` (elt.config.point_name). One
+compiled sampler per scale serves every L (L is a runtime value). Class-balanced labels, seeded; for
+each point writes runs/RUN/samples/<point>/NNNNN.png (uint8), <point>.npz (images, labels, latents)
+and a sample grid grid_<point>.png; sampling.json the settings and points that made them (evaluate
+counts GFLOPs from it); timing.json per-point wall time and samples/s (model only, after
 compilation, and with tokenizer decoding).
 
-Resumes per L: each finished L is kept in a work folder (.elt_work/sample/RUN/<hash>/L{L}/, sealed
-by a DONE.json written last) keyed by the checkpoint, the sample section (less `loops`), the seeds,
-the tokenizer and the sampling code, so a rerun after a kill (or with L added to sample.loops)
-samples only the missing L. runs/RUN/samples is assembled from it and renamed into place at the end.
+Resumes per point: each finished point is kept in a work folder (.elt_work/sample/RUN/<hash>/<point>/,
+sealed by a DONE.json written last) keyed by the checkpoint, the sample section (less `loops` and
+`cfg_scales`), the seeds, the tokenizer and the sampling code, so a rerun after a kill (or with an L
+or a scale added) samples only the missing points. runs/RUN/samples is assembled from it and renamed
+into place at the end.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from elt.config import load_params  # noqa: E402
+from elt.config import load_params, point_name  # noqa: E402
 
 
 def image_grid(images, ncol: int):
@@ -45,8 +48,9 @@ def image_grid(images, ncol: int):
 
 
 def sample_key(params, run: str, train_dir: Path, tokenizer_identity: str) -> dict:
-    """Everything that determines the samples of one L (but not the list of L): the checkpoint,
-    the sample sections (less `loops`), the seeds, the tokenizer, the code that samples, and JAX."""
+    """Everything that determines the samples of one point (but not the list of points): the
+    checkpoint, the sample sections (less `loops`, `cfg_scales`), the seeds, the tokenizer, the code
+    that samples, and JAX."""
     import dataclasses
 
     import jax
@@ -62,7 +66,7 @@ def sample_key(params, run: str, train_dir: Path, tokenizer_identity: str) -> di
             "config_hash": meta.get("config_hash"),
             "files": listed_files(train_dir),  # its verified manifest: sizes and SHA-256 of every file
         },
-        "sample": {k: v for k, v in dataclasses.asdict(params.sample).items() if k != "loops"},
+        "sample": {k: v for k, v in dataclasses.asdict(params.sample).items() if k not in ("loops", "cfg_scales")},
         "family_sample": dataclasses.asdict(params.family(run).sample),
         "seed": params.seed,
         "tokenizer": tokenizer_identity,
@@ -91,7 +95,7 @@ def main(argv=None) -> None:
     if not is_main():  # one process samples and writes; the others have nothing to add yet
         return
     sc_cfg = params.sample
-    loops = params.loops_for(args.run)
+    points = {point_name(L, s): (L, s) for L, s in params.sample_points(args.run)}
     run_dir = Path("runs") / args.run
     train_dir = run_dir / "train"
     out = Path(args.out or run_dir / "samples")
@@ -115,45 +119,51 @@ def main(argv=None) -> None:
 
     verify_manifest(train_dir, "checkpoint", f"rerun `dvc repro -f train@{args.run}`")
     tokenizer = load_tokenizer(args.tokenizer, require_manifest=True)
-    # Resume per L: each finished L is a sealed folder work/L{L}/ (files + DONE.json, renamed into
-    # place), in a folder keyed by everything that determines the samples. Every L restarts from
-    # the same seed (keys depend on the batch index only), so an L sampled in an earlier, killed
-    # process is the very L an uninterrupted run would have produced.
+    # Resume per point: each finished point is a sealed folder work/<point>/ (files + DONE.json,
+    # renamed into place), in a folder keyed by everything that determines the samples. Every point
+    # restarts from the same seed (keys depend on the batch index only), so a point sampled in an
+    # earlier, killed process is the very point an uninterrupted run would have produced.
     ident = sample_key(params, args.run, train_dir, tokenizer.identity)
     work = Path(args.work) / args.run / config_hash(ident)
     work.mkdir(parents=True, exist_ok=True)
     remove_stale_tmp(work)  # L folders of killed runs, half written
     atomic_write_text(work / "key.json", json.dumps(ident, indent=1))
-    done = {L: sealed_info(work / f"L{L}") for L in loops}
-    done = {L: info for L, info in done.items() if info is not None}
-    todo = [L for L in loops if L not in done]
+    done = {name: sealed_info(work / name) for name in points}
+    done = {name: info for name, info in done.items() if info is not None}
+    todo = [name for name in points if name not in done]
     if done:
-        print(f"sample@{args.run}: resuming: L={','.join(map(str, done))} already done ({work})", flush=True)
-    for L in todo:
-        if (work / f"L{L}").exists():
-            print(f"sample@{args.run}: L={L} in {work} is incomplete or altered: sampling it again", flush=True)
+        print(f"sample@{args.run}: resuming: {','.join(done)} already done ({work})", flush=True)
+    for name in todo:
+        if (work / name).exists():
+            print(f"sample@{args.run}: {name} in {work} is incomplete or altered: sampling it again", flush=True)
 
-    timing = {L: info["timing"] for L, info in done.items()}
+    timing = {name: info["timing"] for name, info in done.items()}
     tracker = RunTracker.for_grid_point(args.run, stage="sample")
-    for L in done:
-        tracker.log_artifact(str(work / f"L{L}" / f"grid_L{L}.png"), artifact_path=f"samples/L{L}")
+    for name in done:
+        tracker.log_artifact(str(work / name / f"grid_{name}.png"), artifact_path=f"samples/{name}")
+    samplers = {}  # guidance scale -> compiled sampler (L is dynamic: one compilation covers every L)
     if todo:
         meta = json.loads(model_json.read_text())
         family = families.module(meta["family"], "sampler")
         model = families.module(meta["family"], "model").model_from_config(meta["config"])
         abstract = jax.eval_shape(model.init, jax.random.PRNGKey(0))
         model_params = ocp.StandardCheckpointer().restore((train_dir / "params").resolve(), abstract)
-        sampler = family.make_sampler(model, params.family(args.run).sample, sc_cfg.cfg_scale)
         num_classes = model.cfg.num_classes
         labels_all = np.arange(sc_cfg.num_samples, dtype=np.int32) % num_classes  # class-balanced
         bs = min(sc_cfg.batch_size, sc_cfg.num_samples)
 
-        # Compile once (L is dynamic, so this covers every L) before timing anything.
-        warm = sampler(model_params, jnp.asarray(labels_all[:bs]), jnp.int32(1), jax.random.PRNGKey(0))
-        jax.block_until_ready(warm)
-        family.decode(tokenizer, np.asarray(warm))  # compile the decoder too
+    def sampler_for(scale: float):
+        """The sampler at one guidance scale, compiled (and the decoder too) before any timing."""
+        if scale not in samplers:
+            sampler = family.make_sampler(model, params.family(args.run).sample, scale)
+            warm = sampler(model_params, jnp.asarray(labels_all[:bs]), jnp.int32(1), jax.random.PRNGKey(0))
+            family.decode(tokenizer, np.asarray(jax.block_until_ready(warm)))
+            samplers[scale] = sampler
+        return samplers[scale]
 
-    for L in tqdm(todo, desc=f"sample@{args.run}", unit="L"):
+    for name in tqdm(todo, desc=f"sample@{args.run}", unit="point"):
+        L, scale = points[name]
+        sampler = sampler_for(scale)
         rng = jax.random.PRNGKey(sc_cfg.seed + params.seed)
         latents, model_seconds = [], 0.0
         for i in range(0, sc_cfg.num_samples, bs):
@@ -172,43 +182,47 @@ def main(argv=None) -> None:
         decode_seconds = time.perf_counter() - t
         if images.dtype != np.uint8:
             raise SystemExit(f"tokenizer at {args.tokenizer} decoded {images.dtype}, expected uint8 images")
-        ltmp = work / f"L{L}.{tmp_tag()}"
-        (ltmp / f"L{L}").mkdir(parents=True)
+        ltmp = work / f"{name}.{tmp_tag()}"
+        (ltmp / name).mkdir(parents=True)
         for j, im in enumerate(images):
-            Image.fromarray(im.squeeze(-1) if im.shape[-1] == 1 else im).save(ltmp / f"L{L}" / f"{j:05d}.png")
-        save_npz(ltmp / f"L{L}.npz", images=images, labels=labels_all, latents=latents)  # fixed timestamps
+            Image.fromarray(im.squeeze(-1) if im.shape[-1] == 1 else im).save(ltmp / name / f"{j:05d}.png")
+        save_npz(ltmp / f"{name}.npz", images=images, labels=labels_all, latents=latents)  # fixed timestamps
         order = np.argsort(labels_all[: min(len(images), 10 * num_classes)], kind="stable")
-        Image.fromarray(image_grid(images[order], ncol=num_classes).squeeze()).save(ltmp / f"grid_L{L}.png")
-        timing[L] = {
+        Image.fromarray(image_grid(images[order], ncol=num_classes).squeeze()).save(ltmp / f"grid_{name}.png")
+        timing[name] = {
+            "L": L,
+            "cfg_scale": scale,
             "model_seconds": model_seconds,
             "samples_per_second": len(images) / model_seconds,
             "decode_seconds": decode_seconds,
             "samples_per_second_with_decode": len(images) / (model_seconds + decode_seconds),
             "num_samples": int(len(images)),
         }
-        seal(ltmp, {"L": L, "timing": timing[L]})  # DONE.json last, then one rename: L is durable
-        publish_folder(ltmp, work / f"L{L}")
-        tracker.log_artifact(str(work / f"L{L}" / f"grid_L{L}.png"), artifact_path=f"samples/L{L}")
+        seal(ltmp, {"point": name, "timing": timing[name]})  # DONE.json last, then one rename: durable
+        publish_folder(ltmp, work / name)
+        tracker.log_artifact(str(work / name / f"grid_{name}.png"), artifact_path=f"samples/{name}")
 
     # Assemble the DVC output from the work folder (a copy: DVC may move or lock what it caches).
-    timing = {str(L): timing[L] for L in loops}
+    timing = {name: timing[name] for name in points}
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    for L in loops:
-        src = work / f"L{L}"
-        shutil.copytree(src / f"L{L}", tmp / f"L{L}")
-        for name in (f"L{L}.npz", f"grid_L{L}.png"):
-            shutil.copyfile(src / name, tmp / name)
+    for name in points:
+        shutil.copytree(work / name / name, tmp / name)
+        for file in (f"{name}.npz", f"grid_{name}.png"):
+            shutil.copyfile(work / name / file, tmp / file)
     (tmp / "timing.json").write_text(json.dumps(timing, indent=1))
     sampling = {"family": params.grid[args.run].family, "sample": dataclasses.asdict(params.family(args.run).sample),
-                "cfg_scale": sc_cfg.cfg_scale}
+                "points": [{"name": name, "L": L, "cfg_scale": s} for name, (L, s) in points.items()]}
     (tmp / "sampling.json").write_text(json.dumps(sampling, indent=1))
     write_manifest(tmp)  # last: evaluate checks every file against it
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)
-    tracker.log_metric_history("samples_per_second", {int(L): v["samples_per_second"] for L, v in timing.items()})
+    for scale in sorted({s for _, s in points.values()}):  # one history over L per guidance scale
+        suffix = "" if scale == 1.0 else f"_cfg{scale:g}"
+        tracker.log_metric_history(f"samples_per_second{suffix}", {
+            v["L"]: v["samples_per_second"] for v in timing.values() if v["cfg_scale"] == scale})
     print(json.dumps(timing), flush=True)
 
 

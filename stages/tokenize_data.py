@@ -1,6 +1,8 @@
 """Stage tokenize: Beam pipeline, data set split -> data/tokens/ (TFRecord shards + manifest),
 each example stored as an array by the tokenizer's latent spec (manifest "spec": shape, dtype,
-vocab_size).
+vocab_size): `data.train_split` into data/tokens, `data.heldout_split` (same pipeline, same
+format) into data/tokens_heldout. Without a held-out split (null) data/tokens_heldout holds a
+manifest of no examples (split null, no shards), so the output DVC declares always exists.
 
     python stages/tokenize_data.py --params params.yaml
 
@@ -24,19 +26,34 @@ def main() -> None:
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--tokenizer", default="data/tokenizer")
     ap.add_argument("--out", default="data/tokens")
+    ap.add_argument("--heldout-out", default=None, help="default: OUT_heldout (data/tokens_heldout)")
     args = ap.parse_args()
     params = load_params(args.params)  # validated before any compute
     data, tz = params.data, params.tokenize
+    heldout_out = args.heldout_out or f"{args.out.rstrip('/')}_heldout"
 
-    from elt.data.beam_tokenize import run
+    from elt.data.beam_tokenize import run, write_empty
+    from elt.data.shards import spec_of
 
-    manifest = run(
-        data.dataset, data.train_split, data.data_dir, data.image_size, args.tokenizer, args.out,
-        batch_size=tz.batch_size, num_shards=tz.num_shards, read_size=tz.read_size,
-        runner=tz.runner, direct_num_workers=tz.direct_num_workers,
-        direct_running_mode=tz.direct_running_mode, pipeline_flags=list(tz.pipeline_options),
-    )
+    def tokenize(split: str, out: str) -> dict:
+        return run(
+            data.dataset, split, data.data_dir, data.image_size, args.tokenizer, out,
+            batch_size=tz.batch_size, num_shards=tz.num_shards, read_size=tz.read_size,
+            runner=tz.runner, direct_num_workers=tz.direct_num_workers,
+            direct_running_mode=tz.direct_running_mode, pipeline_flags=list(tz.pipeline_options),
+        )
+
+    manifest = tokenize(data.train_split, args.out)
     print(json.dumps({k: v for k, v in manifest.items() if k != "shards"}, indent=2))
+    if data.heldout_split is None:
+        write_empty(
+            heldout_out, spec_of(manifest), num_classes=manifest["num_classes"],
+            tokenizer=manifest["tokenizer"], dataset=data.dataset, image_size=data.image_size,
+        )
+        print(f"tokenize: no data.heldout_split: {heldout_out} holds no examples", flush=True)
+    else:
+        held = tokenize(data.heldout_split, heldout_out)
+        print(json.dumps({k: v for k, v in held.items() if k != "shards"}, indent=2))
 
 
 if __name__ == "__main__":

@@ -3,10 +3,13 @@
     python stages/train.py --params params.yaml --run small-2x3-elt
 
 Reads data/tokens, writes runs/RUN/train/ (final orbax checkpoint, model.json, metrics.json)
-and runs/RUN/curve.csv (DVC plot). Resumes automatically: checkpoints go to a work folder
-(.elt_work/train/RUN/<config hash>/) that DVC does not wipe, and a rerun with the same
-configuration continues from the last one. Data order and per-step randomness are functions of
-the step number, so a resumed run ends with the same parameters as an uninterrupted one.
+and runs/RUN/curve.csv (DVC plot). metrics.json's per-exit losses ("held_out_loss_per_exit") are
+measured on data/tokens_heldout, the tokens of `data.heldout_split` (at most 512 of them); without
+a held-out split (null) on 256 training examples, and "exit_loss_data" says which.
+Resumes automatically: checkpoints go to a work folder (.elt_work/train/RUN/<config hash>/) that
+DVC does not wipe, and a rerun with the same configuration continues from the last one. Data
+order and per-step randomness are functions of the step number, so a resumed run ends with the
+same parameters as an uninterrupted one.
 A diverged run (a NaN/inf loss at a logged step, parameters at a checkpoint save, or a final
 per-exit loss) stops with NonFiniteError naming the step and the loss terms: that state is not
 saved, runs/RUN/train is not written, and the last good checkpoint stays in the work folder.
@@ -29,12 +32,55 @@ sys.path.insert(0, str(ROOT))
 
 from elt.config import config_hash, load_params  # noqa: E402
 
+EXIT_LOSS_CAP = 512  # held-out examples the per-exit losses are measured on, at most
+EXIT_LOSS_SEED = 1234  # which examples, when there are more (a seeded choice, as ever)
+
+
+def heldout_tokens(split: str | None, heldout_dir: str, train):
+    """The verified tokens of `data.heldout_split` (None when it is null), checked to be of that
+    split and of the training tokens' tokenizer before any compute."""
+    if split is None:
+        return None
+    from elt.data.loader import LatentData
+
+    try:
+        held = LatentData(heldout_dir)  # verifies every shard against the manifest
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"data.heldout_split is {split!r}, but {e}") from None
+    m, t = held.manifest, train.manifest
+    if m["split"] != split:
+        raise ValueError(
+            f"{heldout_dir} holds the tokens of split {m['split']!r}, but data.heldout_split is "
+            f"{split!r}: rerun `dvc repro tokenize`"
+        )
+    for key in ("tokenizer", "spec", "num_classes", "image_size"):
+        if m[key] != t[key]:
+            raise ValueError(
+                f"{heldout_dir} and {train.latents_dir} were tokenized apart ({key} {m[key]!r} vs "
+                f"{t[key]!r}): rerun `dvc repro tokenize`"
+            )
+    if held.num_examples == 0:
+        raise ValueError(f"{heldout_dir}: data.heldout_split {split!r} holds no examples")
+    return held
+
+
+def heldout_batch(held, cap: int = EXIT_LOSS_CAP, seed: int = EXIT_LOSS_SEED) -> dict:
+    """All held-out examples in index order, or `cap` of them (a seeded choice): the same on
+    every process."""
+    import numpy as np
+
+    share = held.read()
+    n = len(share["labels"])
+    idx = np.arange(n) if n <= cap else np.sort(np.random.default_rng(seed).permutation(n)[:cap])
+    return {"latents": share["latents"][idx], "labels": share["labels"][idx]}
+
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--run", required=True, help="grid point name (a key of params.yaml `grid`)")
     ap.add_argument("--tokens", default="data/tokens")
+    ap.add_argument("--heldout-tokens", default=None, help="default: TOKENS_heldout (data/tokens_heldout)")
     ap.add_argument("--out", default=None, help="default: runs/RUN/train")
     ap.add_argument("--work", default=".elt_work/train", help="resumable checkpoints live here")
     ap.add_argument("--stop-after", type=int, default=None, help="exit after this step (tests of resume)")
@@ -48,7 +94,10 @@ def main(argv=None) -> None:
     out = Path(args.out or f"runs/{args.run}/train")
     curve_path = out.parent / "curve.csv"
     run_cfg = params.run_config(args.run)
-    chash = config_hash(run_cfg)
+    # The checkpoints are resumed on a match of what determines the parameters: not the held-out
+    # split, only measured on. A new one reruns this stage (DVC: data/tokens_heldout is a dep),
+    # which resumes the final checkpoint and measures the per-exit losses again.
+    chash = config_hash({**run_cfg, "data": {k: v for k, v in run_cfg["data"].items() if k != "heldout_split"}})
     work = Path(args.work) / args.run / chash
 
     import jax
@@ -71,6 +120,16 @@ def main(argv=None) -> None:
     losses, family_cfg = families.module(point.family, "losses"), params.family(args.run)
     losses.check_latents(latents.spec)
     data = StepBatches(latents, jax.process_index(), jax.process_count())
+    split = params.data.heldout_split
+    held_data = heldout_tokens(split, args.heldout_tokens or f"{args.tokens.rstrip('/')}_heldout", latents)
+    if held_data is not None:
+        held = heldout_batch(held_data)
+        n = len(held["labels"])
+        of = f"{n} examples" if n == held_data.num_examples else f"{n} of {held_data.num_examples} examples"
+        exit_data = f"heldout {split} ({of})"
+    else:
+        held = None  # training examples, chosen after training as they always were
+        exit_data = f"train (no data.heldout_split; {min(256, data.num_examples)} training examples)"
     model = families.module(point.family, "model").build_model(
         latents.spec, latents.num_classes, scale, point.N, remat=hyper.remat
     )
@@ -169,15 +228,17 @@ def main(argv=None) -> None:
     train_seconds = time.time() - t0
 
     # ---------------------------------------------------------------- final evaluation per exit
-    held = data.eval_batch(min(256, data.num_examples), seed=1234)
+    if held is None:
+        held = data.eval_batch(min(256, data.num_examples), seed=EXIT_LOSS_SEED)
     eval_loss = make_eval_loss(losses, model, family_cfg.train)
     exit_losses = {
         str(L): float(eval_loss(state.params, held, jax.random.PRNGKey(7), L))
         for L in range(1, point.L_max + 1)
     }
+    per_exit = ", ".join(f"L{L}={v:.4g}" for L, v in exit_losses.items())
     if nonfinite(exit_losses):
-        held_out = ", ".join(f"held_out_loss_L{L}={v:.4g}" for L, v in exit_losses.items())
-        raise diverged(f"non-finite held-out loss of the step-{hyper.steps} parameters ({held_out})")
+        raise diverged(f"non-finite per-exit loss on {exit_data} of the step-{hyper.steps} parameters ({per_exit})")
+    print(f"train@{args.run}: per-exit loss on {exit_data}: {per_exit}", flush=True)
 
     # ---------------------------------------------------------------- outputs (atomic)
     tmp = out.with_name(out.name + ".tmp")
@@ -209,7 +270,8 @@ def main(argv=None) -> None:
     final = curve_rows[-1] if curve_rows else {}
     metrics_json = {
         "final_loss": final.get("loss"),
-        "held_out_loss_per_exit": exit_losses,  # the family's eval_loss at each exit L
+        "held_out_loss_per_exit": exit_losses,  # the family's eval_loss at each exit L, on:
+        "exit_loss_data": exit_data,  # "heldout SPLIT (n examples)" or "train (no data.heldout_split; ...)"
         "steps": hyper.steps,
         "train_seconds_this_session": train_seconds,
         "params_block": model_json["params_block"],
@@ -226,7 +288,7 @@ def main(argv=None) -> None:
         w.writerows(curve_rows)
     tracker.log_metrics({f"held_out_loss_L{L}": v for L, v in exit_losses.items()}, step=hyper.steps)
     tracker.log_artifact(str(curve_path))
-    tracker.set_tags({"checkpoint": str(out.resolve() / "params")})
+    tracker.set_tags({"checkpoint": str(out.resolve() / "params"), "exit_loss_data": exit_data})
     print(json.dumps(metrics_json), flush=True)
 
 

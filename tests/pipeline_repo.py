@@ -30,7 +30,8 @@ TINY_PARAMS_OVERRIDES = {
         "micro-2x1-unique": {"family": "maskgit", "scale": "micro", "N": 2, "L_max": 1, "ilsd": False},
     },
     "families": {"maskgit": {"sample": {"steps": 4}}},
-    "sample": {"loops": [1, 2, 3], "num_samples": 20, "batch_size": 20},
+    # two guidance scales: the CFG sweep (maskgit runs; the toy family has no guidance)
+    "sample": {"loops": [1, 2, 3], "num_samples": 20, "batch_size": 20, "cfg_scales": [1.0, 2.0]},
     "eval": {"batch_size": 32, "ref_num_images": 64},
 }
 

@@ -39,11 +39,18 @@ RUNS = {
 }
 GRID = {name: {"scale": "tiny", "N": r["N"], "L_max": r["L_max"], "ilsd": r["ilsd"]}
         for name, r in RUNS.items()}
-# metrics.json keys of an FID grid, in order, as they were before other metrics existed.
-FID_METRIC_KEYS = [
+# metrics.json keys of an FID grid, in order, as they were before other metrics existed ...
+OLD_FID_METRIC_KEYS = [
     "n_runs", "n_points", "n_front_points", "best_fid", "best_fid_run", "best_fid_L",
     "best_fid_gflops", "fit_a", "fit_b", "fit_c", "n_ilsd_vanilla_pairs", "ilsd_vanilla_mean_gap",
     "n_looped_unique_pairs", "looped_minus_unique_mean_fid"]
+# ... and with the spreads and the real-data floor beside them.
+FID_METRIC_KEYS = [
+    "n_runs", "n_points", "n_front_points", "best_fid", "best_fid_std", "best_fid_run",
+    "best_fid_L", "best_fid_gflops", "fit_a", "fit_b", "fit_c", "n_ilsd_vanilla_pairs",
+    "ilsd_vanilla_mean_gap", "ilsd_vanilla_mean_gap_std", "n_looped_unique_pairs",
+    "looped_minus_unique_mean_fid", "looped_minus_unique_mean_fid_std", "floor_real_fid",
+    "floor_real_fid_std", "floor_reconstruction_fid", "floor_reconstruction_fid_std"]
 
 
 def _eval_json(name, r):
@@ -102,8 +109,12 @@ def test_points_front_fit_and_comparisons(runs_dir):
     assert m["n_looped_unique_pairs"] == 1
     assert m["looped_minus_unique_mean_fid"] == pytest.approx(1.0)
     assert (m["fit_a"], m["fit_b"], m["fit_c"]) == fid.fit.coeffs
-    # Exactly today's keys: FID runs keep their MLflow and `dvc metrics` names.
+    # FID runs keep their MLflow and `dvc metrics` names; the new keys come beside them.
     assert list(m) == FID_METRIC_KEYS
+    assert [k for k in m if k in OLD_FID_METRIC_KEYS] == OLD_FID_METRIC_KEYS
+    # These eval.json files have no spreads and there is no floor: unknown, never 0.
+    assert {k: m[k] for k in FID_METRIC_KEYS if k not in OLD_FID_METRIC_KEYS} == dict.fromkeys(
+        set(FID_METRIC_KEYS) - set(OLD_FID_METRIC_KEYS))
 
 
 def test_written_files(runs_dir, tmp_path):
@@ -121,8 +132,11 @@ def test_written_files(runs_dir, tmp_path):
     assert [r["on_front"] for r in rows].count("True") == 5
 
     table = (out / "table.md").read_text()
-    assert "| t-2x3-elt | elt | 2N x 3L | 1K | 8 | 3 | 15.00 | 6.0 | 33.3 |" in table
-    assert "| t-6x1-uni * | unique | 6N x 1L | 3K | 8 | 3 | 14.00 | 2.0 | 33.3 |" in table
+    # No spreads in these eval.json files: shown as unknown ("± ?"), never as 0.
+    assert ("| t-2x3-elt | elt | 2N x 3L | 1K | 8 | - | 3 | 15.00 ± ? | - | 6.0 ± ? | 33.3 |"
+            in table)
+    assert ("| t-6x1-uni * | unique | 6N x 1L | 3K | 8 | - | 3 | 14.00 ± ? | - | 2.0 ± ? "
+            "| 33.3 |") in table
 
     pareto = json.loads((out / "pareto.json").read_text())
     assert [(p["run"], p["L"], p["label"]) for p in pareto["front"]] == [
@@ -131,10 +145,12 @@ def test_written_files(runs_dir, tmp_path):
     assert pareto["fit"]["a"] is not None
 
     summary = (out / "summary.md").read_text()
-    assert "| 1 | 30.00 | 60.00 | +30.00 |" in summary
+    assert "| 1 | 30.00 ± ? | 60.00 ± ? | +30.00 ± ? | spread unknown |" in summary
     assert "Mean gap over L < L_max: +25.000" in summary
-    assert ("| tiny | t-2x3-elt (2N x 3L) | 3 | t-6x1-uni (6) | 15.00 | 14.00 | +1.00 | 1K | 3K "
-            "| 3.00x | 3 | 3 |") in summary
+    assert ("| tiny | t-2x3-elt (2N x 3L) | 3 | t-6x1-uni (6) | 15.00 ± ? | 14.00 ± ? "
+            "| +1.00 ± ? | spread unknown | 1K | 3K | 3.00x | 3 | 3 |") in summary
+    # Without spreads nothing is claimed, however large the difference.
+    assert "ILSD better" not in summary and "unique better" not in summary
     assert "Mean FID diff over all 1 iso-compute pairs" in summary and "+1.000" in summary
 
     metrics = json.loads((out / "metrics.json").read_text())
@@ -356,7 +372,12 @@ def test_mixed_grid_gives_each_metric_its_own_front_fit_and_comparisons(mixed_di
         "fvd_n_front_points": 3, "best_fvd": 100.0, "best_fvd_run": "v-4x2-elt", "best_fvd_L": 2,
         "best_fvd_gflops": 2.0, "fvd_fit_a": a, "fvd_fit_b": b, "fvd_fit_c": c,
         "fvd_n_ilsd_vanilla_pairs": 1, "fvd_ilsd_vanilla_mean_gap": 150.0,
-        "fvd_n_looped_unique_pairs": 2, "looped_minus_unique_mean_fvd": 7.5}
+        "fvd_n_looped_unique_pairs": 2, "looped_minus_unique_mean_fvd": 7.5,
+        # no spreads in these files, no floor: unknown (None), under FVD's own names
+        **dict.fromkeys(["best_fvd_std", "fvd_ilsd_vanilla_mean_gap_std",
+                         "looped_minus_unique_mean_fvd_std", "floor_real_fvd",
+                         "floor_real_fvd_std", "floor_reconstruction_fvd",
+                         "floor_reconstruction_fvd_std"])}
 
 
 FID_FILES = ["fid_vs_gflops.png", "fid_vs_loops.png", "fid_vs_params.png", "metrics.json",
@@ -394,8 +415,8 @@ def test_mixed_grid_files_fid_unchanged_fvd_named_by_metric(mixed_dir, tmp_path)
     assert {r["steps"] for r in rows} == {"12"} and {r["is"] for r in rows} == {""}
 
     table = (out / "fvd_table.md").read_text()
-    assert "| GFLOPs (multiply-adds) | FVD | IS |" in table and "FID" not in table
-    assert "| v-4x2-elt * | elt | 4N x 2L | 1K | 12 | 2 | 100.00 | - | 5 |" in table
+    assert "| GFLOPs (multiply-adds) | FVD | KID x 10^3 | IS |" in table and "FID" not in table
+    assert "| v-4x2-elt * | elt | 4N x 2L | 1K | 12 | - | 2 | 100.00 ± ? | - | - | 5 |" in table
 
     pareto = json.loads((out / "fvd_pareto.json").read_text())
     assert (pareto["metric"], pareto["modality"]) == ("fvd", "video")
@@ -406,10 +427,10 @@ def test_mixed_grid_files_fid_unchanged_fvd_named_by_metric(mixed_dir, tmp_path)
 
     summary = (out / "fvd_summary.md").read_text()
     assert "# Aggregate summary: FVD (video)" in summary and "FID" not in summary
-    assert "| 1 | 250.00 | 400.00 | +150.00 |" in summary
+    assert "| 1 | 250.00 ± ? | 400.00 ± ? | +150.00 ± ? | spread unknown |" in summary
     assert "Mean gap over L < L_max: +150.000" in summary
-    assert ("| tiny | v-4x2-elt (4N x 1L) | 2 | v-4x1-uni (4) | 155.00 | 150.00 | +5.00 | 1K "
-            "| 1K | 1.00x | 1 | 1 |") in summary
+    assert ("| tiny | v-4x2-elt (4N x 1L) | 2 | v-4x1-uni (4) | 155.00 ± ? | 150.00 ± ? "
+            "| +5.00 ± ? | spread unknown | 1K | 1K | 1.00x | 1 | 1 |") in summary
     assert "v-2x2-van (" not in summary.split("iso-compute (Table 1)")[1]  # vanilla not paired
     assert "t-" not in summary  # no image run in the video summary
 
@@ -608,8 +629,8 @@ def test_iso_compute_pairs_at_every_L():
     assert m["n_looped_unique_pairs"] == 4 and m["looped_minus_unique_mean_fid"] == 1.0
     from elt.aggregate import tables
     summary = tables.summary_markdown(g.pairs, g.vs_unique, g.front, g.fit, "fid", "image")
-    assert ("| tiny | e-2x3 (2N x 2L) | 3 | u4 (4) | 30.00 | 28.00 | +2.00 | 100 | 200 | 2.00x "
-            "| 4 | 4 |") in summary
+    assert ("| tiny | e-2x3 (2N x 2L) | 3 | u4 (4) | 30.00 ± ? | 28.00 ± ? | +2.00 ± ? "
+            "| spread unknown | 100 | 200 | 2.00x | 4 | 4 |") in summary
     assert "Mean FID diff over all 4 iso-compute pairs" in summary and ": +1.000" in summary
 
     # Two unique runs of depth 4 in one setting: ambiguous, both named.

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from elt.config import ConfigError, config_hash, load_params, parse_params
+from elt.config import ConfigError, config_hash, load_params, parse_params, point_name
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -53,7 +53,11 @@ def test_default_and_paper_params_parse():
         ("families.gan", {}, "families.gan"),
         ("train.decay", "linear", "train.decay"),
         ("train.label_drop", 1.0, "train.label_drop"),
-        ("sample.cfg_scale", -1.0, "sample.cfg_scale"),
+        ("sample.cfg_scale", 2.0, "sample.cfg_scale"),  # moved to sample.cfg_scales
+        ("sample.cfg_scales", [1.0, -1.0], "sample.cfg_scales[1]"),
+        ("sample.cfg_scales", [], "sample.cfg_scales"),
+        ("sample.cfg_scales", [1.0, 1], "sample.cfg_scales"),  # duplicates
+        ("sample.cfg_scales", 2.0, "sample.cfg_scales"),  # a list, not a number
         ("train.steps", "many", "train.steps"),
         ("train.lr", "fast", "train.lr"),
         ("tokenizer.kind", "magic", "tokenizer.kind"),
@@ -73,6 +77,13 @@ def test_bad_values_name_their_key(path, value, key):
 def test_moved_keys_say_where_they_went():
     with pytest.raises(ConfigError, match="moved to families.maskgit.sample.steps"):
         parse_params(_with("sample.steps", 8))
+
+
+def test_cfg_sweep_points_every_L_at_every_scale_and_unique_runs_at_L1():
+    p = parse_params(_with("sample.cfg_scales", [1.0, 2]))
+    assert p.sample_points("tiny-2x3-elt") == [(L, s) for L in p.sample.loops for s in (1.0, 2.0)]
+    assert p.sample_points("tiny-6x1-unique") == [(1, 1.0), (1, 2.0)]
+    assert [point_name(L, s) for L, s in p.sample_points("tiny-6x1-unique")] == ["L1", "L1-cfg2"]
 
 
 def test_a_grid_point_without_family_is_maskgit_and_families_get_their_typed_settings():

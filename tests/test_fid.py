@@ -113,6 +113,32 @@ def test_stats_roundtrip(tmp_path):
         fid.load_stats(tmp_path / "bad.npz")
 
 
+def test_stats_file_with_features_and_record(tmp_path):
+    rng = np.random.default_rng(6)
+    feats = rng.normal(size=(6, 3))
+    mu, s, n = fid.stats_from_features(feats)
+    meta = {"split_size": 60, "selection": "seeded random subset", "seed": 3, "indices_sha256": "ab" * 32}
+    path = fid.save_stats(tmp_path / "stats.npz", mu, s, n, features=feats, meta=meta)
+    ref = fid.load_reference(path)
+    assert ref["features"].dtype == np.float32 and ref["features"].shape == (6, 3)
+    np.testing.assert_array_equal(ref["features"], feats.astype(np.float32))
+    assert {k: ref[k] for k in meta} == meta and ref["n"] == 6
+    with np.load(path) as data:  # plain arrays: readable without pickle
+        assert data["selection"].dtype.kind == "U" and int(data["seed"]) == 3
+    mu2, s2, n2 = fid.load_stats(path)  # the old reader's view is unchanged
+    np.testing.assert_array_equal(mu2, mu)
+    np.testing.assert_array_equal(s2, s)
+    assert n2 == n
+    # a mu/sigma/n-only file (older, or pytorch-fid's): no features, no record
+    old = fid.load_reference(fid.save_stats(tmp_path / "old.npz", mu, s, n))
+    assert old["features"] is None and all(old[k] is None for k in fid.STATS_META)
+    with pytest.raises(ValueError, match="unknown statistics metadata 'colour'"):
+        fid.save_stats(tmp_path / "x.npz", mu, s, n, meta={"colour": "red"})
+    np.savez(tmp_path / "bad.npz", mu=mu, sigma=s, n=n, features=np.zeros((2, 4), np.float32))
+    with pytest.raises(ValueError, match=r"features \(2, 4\) do not fit mu \(3,\)"):
+        fid.load_reference(tmp_path / "bad.npz")
+
+
 def _write_pngs(folder, images):
     folder.mkdir(parents=True, exist_ok=True)
     for i, img in enumerate(images):

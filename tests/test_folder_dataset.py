@@ -134,15 +134,18 @@ def _folder_params(folder: Path) -> dict:
     from pipeline_repo import tiny_params
 
     p = tiny_params()
-    p["data"] = {**p["data"], "dataset": str(folder), "image_size": SIZE}
+    # the whole folder, no held-out split: the DVC outputs of that case (tests/test_heldout.py
+    # holds folder images out by slices)
+    p["data"] = {**p["data"], "dataset": str(folder), "image_size": SIZE, "train_split": "train",
+                 "heldout_split": None}
     p["tokenizer"].update(steps=30, batch_size=16, codebook_size=16, channels=16, embed_dim=8)
     p["tokenize"].update(num_shards=1, direct_num_workers=1, batch_size=64)
     p["scales"] = {"micro": {"d_model": 16, "mlp_dim": 32, "num_heads": 2}}
     p["train"].update(steps=20, batch_size=12, warmup_steps=2, checkpoint_every=20, log_every=10)
     p["grid"] = {RUN: {"family": "maskgit", "scale": "micro", "N": 1, "L_max": 2, "ilsd": True}}
-    p["sample"].update(loops=[1], num_samples=6, batch_size=6)
+    p["sample"].update(loops=[1], num_samples=6, batch_size=6, cfg_scales=[1.0])
     p["families"]["maskgit"]["sample"]["steps"] = 2
-    p["eval"].update(batch_size=36, ref_num_images=36)
+    p["eval"].update(batch_size=36, ref_split="train", ref_num_images=36)
     return p
 
 
@@ -158,6 +161,10 @@ def test_dag_end_to_end_on_an_image_folder(tmp_path):
     manifest = json.loads((repo / "data" / "tokens" / "manifest.json").read_text())
     assert manifest["total"] == 36 and manifest["num_classes"] == 3
     assert manifest["dataset"].startswith(f"tfds:elt_image_folder/{SIZE}px-")
+    heldout = json.loads((repo / "data" / "tokens_heldout" / "manifest.json").read_text())
+    assert heldout["total"] == 0 and heldout["split"] is None and heldout["shards"] == []
+    metrics = json.loads((repo / "runs" / RUN / "train" / "metrics.json").read_text())
+    assert metrics["exit_loss_data"].startswith("train (no data.heldout_split")
     ref = json.loads((repo / "data" / "ref_stats" / "info.json").read_text())
     assert ref["n"] == 36
     ev = json.loads((repo / "runs" / RUN / "eval.json").read_text())

@@ -60,7 +60,12 @@ def test_every_output_and_metric_exists_and_is_sane(repo):
     assert (repo / "data" / "tokens" / "manifest.json").exists()
     assert (repo / "data" / "ref_stats" / "fid" / "stats.npz").exists()
     manifest = json.loads((repo / "data" / "tokens" / "manifest.json").read_text())
-    assert manifest["total"] == 1797 and manifest["spec"]["shape"] == [8, 8]
+    assert manifest["total"] == 1497 and manifest["spec"]["shape"] == [8, 8]  # train[:1497]
+    heldout = json.loads((repo / "data" / "tokens_heldout" / "manifest.json").read_text())
+    assert heldout["total"] == 300 and heldout["split"] == "train[1497:]"  # data.heldout_split
+    assert heldout["tokenizer"] == manifest["tokenizer"] and heldout["spec"] == manifest["spec"]
+    # the tokenizer never saw the held-out images either
+    assert json.loads((repo / "data" / "tokenizer_metrics.json").read_text())["num_images"] == 1497
     for name in RUNS + [TOY]:
         ev = json.loads((repo / "runs" / name / "eval.json").read_text())
         assert ev["metric"] == "fid" and ev["family"] == ("toy" if name == TOY else "maskgit")
@@ -75,7 +80,20 @@ def test_every_output_and_metric_exists_and_is_sane(repo):
             # class-balanced: 20 samples over 10 classes
             assert np.bincount(samples["labels"], minlength=10).tolist() == [2] * 10
             assert (repo / "runs" / name / "samples" / f"grid_L{L}.png").exists()
-        gflops = [ev["per_loop"][str(L)]["gflops"] for L in loops]
+        # the CFG sweep: maskgit runs are sampled at both scales and each L reports its best one
+        scales = ["1"] if name == TOY else ["1", "2"]
+        assert ev["cfg_scales"] == [float(x) for x in scales]
+        for L in loops:
+            point = ev["per_loop"][str(L)]
+            assert sorted(point["by_cfg"]) == scales
+            assert point["fid"] == min(v["fid"] for v in point["by_cfg"].values())
+            assert point["by_cfg"][str(point["cfg_scale"]).removesuffix(".0")]["fid"] == point["fid"]
+            assert point["fid_std"] > 0 and point["kid"] is not None  # every FID comes with its spread
+            if name != TOY:  # CFG doubles the network passes, hence the GFLOPs
+                by = point["by_cfg"]
+                assert by["2"]["gflops"] == pytest.approx(2 * by["1"]["gflops"], rel=1e-12)
+                assert (repo / "runs" / name / "samples" / f"L{L}-cfg2.npz").exists()
+        gflops = [ev["per_loop"][str(L)]["by_cfg"]["1"]["gflops"] for L in loops]
         # inference compute grows linearly with the loop count (paper Sec. 5.1)
         if len(loops) > 1:
             steps = np.diff(gflops)
@@ -92,11 +110,21 @@ def test_every_output_and_metric_exists_and_is_sane(repo):
     assert toy_samples["latents"].dtype == np.float32 and toy_samples["latents"].shape == (20, 8, 8, 8)
     toy_train = json.loads((repo / "runs" / TOY / "train" / "metrics.json").read_text())
     assert set(toy_train["held_out_loss_per_exit"]) == {"1", "2"}
+    for name in RUNS + [TOY]:  # per-exit losses of every run on the 300 held-out examples
+        train_metrics = json.loads((repo / "runs" / name / "train" / "metrics.json").read_text())
+        assert train_metrics["exit_loss_data"] == "heldout train[1497:] (300 examples)", name
     # ... and sits in the one aggregate, next to the maskgit points
     points = (repo / "results" / "points.csv").read_text()
     assert all(name in points for name in RUNS + [TOY])
     for f in ("points.csv", "table.md", "pareto.json", "summary.md", "fid_vs_gflops.png", "fid_vs_params.png", "fid_vs_loops.png"):
         assert (repo / "results" / f).stat().st_size > 0, f
+    # the real-data floor: held-out real images and their reconstructions at the runs' sample count
+    floor = json.loads((repo / "data" / "floor" / "floor.json").read_text())
+    assert floor["num_samples"] == 20
+    fid_floor = floor["metrics"]["fid"]
+    assert fid_floor["draws"] == 3 and len(fid_floor["real"]["values"]) == 3
+    assert 0 < fid_floor["real"]["mean"] < fid_floor["reconstruction"]["mean"]  # the tokenizer loses detail
+    assert "floor" in (repo / "results" / "summary.md").read_text().lower()
     assert _stale(repo) == set()
 
 
@@ -254,11 +282,11 @@ def test_every_grid_point_has_its_mlflow_run(repo, mlflow_uri):
 # Typical seconds of each stage on an idle 2-core machine; a kill lands at a random 15-70% of it
 # (early enough that a faster machine is still inside the stage most of the time).
 STAGE_SECONDS = {"prepare_data": 8, "train_tokenizer": 20, "tokenize": 25, "fetch_fid_weights": 4,
-                 "ref_stats": 25, "train": 20, "sample": 20, "evaluate": 25, "aggregate": 8}
+                 "ref_stats": 25, "floor": 30, "train": 20, "sample": 20, "evaluate": 25, "aggregate": 8}
 
 
 def _dag_stages() -> list[str]:
-    head = ["prepare_data", "train_tokenizer", "tokenize", "fetch_fid_weights", "ref_stats"]
+    head = ["prepare_data", "train_tokenizer", "tokenize", "fetch_fid_weights", "ref_stats", "floor"]
     return head + [f"{s}@{r}" for s in ("train", "sample", "evaluate") for r in RUNS + [TOY]] + ["aggregate"]
 
 

@@ -31,7 +31,7 @@ def _params() -> dict:
     p["grid"] = {RUN: p["grid"][RUN]}
     p["tokenizer"].update(steps=10)
     p["train"].update(steps=4, warmup_steps=1, checkpoint_every=2, log_every=2)
-    p["sample"].update(loops=[1, 2, 3], num_samples=10, batch_size=10)
+    p["sample"].update(loops=[1, 2, 3], num_samples=10, batch_size=10, cfg_scales=[1.0])
     p["families"]["maskgit"]["sample"]["steps"] = 2
     p["eval"].update(batch_size=10, ref_num_images=10)
     return p
@@ -106,13 +106,13 @@ def test_sample_resumes_per_loop_count_and_matches_an_uninterrupted_run(repo, en
     done = durable()
     assert done and len(done) < 3, f"the kill should land between two L, durable: {done}"
     assert not out.exists(), "a killed run must not leave complete-looking output"
-    timing_then = {p.parent.name[1:]: json.loads(p.read_text())["info"]["timing"] for p in sealed()}
+    timing_then = {p.parent.name: json.loads(p.read_text())["info"]["timing"] for p in sealed()}
 
     # The rerun also adds an L to sample.loops: the list is not part of the work folder's key.
     params["sample"]["loops"] = [1, 2, 3, 4]
     pfile.write_text(yaml.safe_dump(params))
     resumed = run(cmd + args, repo, env=env)
-    assert f"sample@{RUN}: resuming: L={','.join(L[1:] for L in done)} already done" in resumed.stdout
+    assert f"sample@{RUN}: resuming: {','.join(done)} already done" in resumed.stdout
     assert not list(work.glob(f"{RUN}/*/*.tmp-*")), "the half-written L of the killed run is removed"
     fresh_out = tmp_path / "fresh" / "samples"
     fresh = run(cmd + ["--work", str(tmp_path / "work_fresh"), "--out", str(fresh_out)], repo, env=env)
@@ -129,7 +129,7 @@ def test_sample_resumes_per_loop_count_and_matches_an_uninterrupted_run(repo, en
                 for k in a.files:
                     np.testing.assert_array_equal(a[k], b[k], err_msg=f"{name}[{k}]")
     timing = json.loads((out / "timing.json").read_text())
-    assert list(timing) == ["1", "2", "3", "4"]
+    assert list(timing) == ["L1", "L2", "L3", "L4"]
     for L, t in timing_then.items():
         assert timing[L] == t, "a resumed L keeps the timing measured when it was sampled"
 
@@ -149,7 +149,7 @@ def test_evaluate_resumes_per_loop_count_and_matches_an_uninterrupted_run(repo, 
     assert not out.exists()
 
     resumed = run(cmd, repo, env=env)
-    assert f"evaluate@{RUN}: resuming: L={','.join(L[1:] for L in done)} already done" in resumed.stdout
+    assert f"evaluate@{RUN}: resuming: {','.join(done)} already done" in resumed.stdout
     ours = json.loads(out.read_text())["per_loop"]
     uninterrupted = json.loads((repo / "runs" / RUN / "eval.json").read_text())["per_loop"]  # dvc repro's
     assert sorted(ours) == sorted(uninterrupted) == ["1", "2", "3"]
@@ -166,7 +166,7 @@ def test_evaluate_resumes_per_loop_count_and_matches_an_uninterrupted_run(repo, 
         f"sys.argv = {argv!r}; runpy.run_path('stages/evaluate.py', run_name='__main__')"
     )
     again = run([sys.executable, "-c", code], repo, env=env)
-    assert f"evaluate@{RUN}: resuming: L=1,2,3 already done" in again.stdout
+    assert f"evaluate@{RUN}: resuming: L1,L2,L3 already done" in again.stdout
     assert json.loads(out.read_text())["per_loop"] == ours
 
 

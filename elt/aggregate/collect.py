@@ -7,6 +7,11 @@ computed, and each error names the file and the key.
 Each eval.json names its quality metric ("metric": "fid", "fvd", ...; lower is better) and its
 "modality" ("image", "video"); each per_loop entry holds the value under the metric's own name.
 Files written before those keys existed are FID on images.
+
+Spreads are optional (files written before them lack them): per_loop[L] may carry
+"<metric>_std" (jackknife std over the samples), "<metric>_lo"/"<metric>_hi" (95%
+normal interval), "kid"/"kid_std", "is_std", "cfg_scale" (the guidance scale of this, the best,
+result) and "num_samples". A missing one is None in Point: unknown, never 0.
 """
 
 from __future__ import annotations
@@ -50,6 +55,15 @@ class Point:
     inception_score: float | None
     samples_per_second: float | None
     steps: int | None  # sampling steps (network runs per sample, the paper's "# steps")
+    # Spreads and the rest of eval.json's optional numbers; None = not in eval.json (unknown).
+    quality_std: float | None = None  # jackknife std of `quality` over the samples
+    quality_lo: float | None = None  # 95% interval of `quality` (fid -/+ 1.96 std)
+    quality_hi: float | None = None
+    kid: float | None = None  # Kernel Inception Distance (clean-fid definition), raw
+    kid_std: float | None = None  # over subsets
+    is_std: float | None = None  # Inception Score std over splits
+    cfg_scale: float | None = None  # classifier-free guidance scale of this (best) result
+    num_samples: int | None = None
 
     @property
     def label(self) -> str:
@@ -130,11 +144,32 @@ def _require(cond: bool, path: Path, msg: str) -> None:
         raise EvalFileError(f"{path}: {msg}")
 
 
-def _optional_number(path: Path, where: str, value: Any) -> float | None:
+def _optional_number(path: Path, where: str, value: Any,
+                     minimum: float | None = None) -> float | None:
     if value is None:
         return None
-    _require(_is_number(value), path, f"{where} must be a finite number or null, got {value!r}")
+    bound = "" if minimum is None else f" >= {minimum:g}"
+    _require(_is_number(value) and (minimum is None or value >= minimum), path,
+             f"{where} must be a finite number{bound} or null, got {value!r}")
     return float(value)
+
+
+def _spreads(path: Path, where: str, metrics: Mapping[str, Any], metric: str) -> dict[str, Any]:
+    """Point's optional spread fields from one per_loop entry (absent keys -> None)."""
+    def number(key: str, minimum: float | None = None) -> float | None:
+        return _optional_number(path, f"{where}[{key!r}]", metrics.get(key), minimum)
+
+    out = dict(quality_std=number(f"{metric}_std", 0), quality_lo=number(f"{metric}_lo"),
+               quality_hi=number(f"{metric}_hi"), kid=number("kid"),
+               kid_std=number("kid_std", 0), is_std=number("is_std", 0),
+               cfg_scale=number("cfg_scale"))
+    lo, hi = out["quality_lo"], out["quality_hi"]
+    _require(lo is None or hi is None or lo <= hi, path,
+             f"{where}: {metric}_lo {lo!r} is above {metric}_hi {hi!r}")
+    n = metrics.get("num_samples")
+    _require(n is None or (_is_int(n) and n >= 1), path,
+             f"{where}['num_samples'] must be an integer >= 1 or null, got {n!r}")
+    return dict(out, num_samples=n)
 
 
 def _metric_and_modality(data: Mapping[str, Any], path: Path) -> tuple[str, str]:
@@ -221,6 +256,7 @@ def parse_eval(data: Mapping[str, Any], run: str, grid_entry: Mapping[str, Any],
             samples_per_second=_optional_number(
                 path, f"{where}['samples_per_second']", metrics.get("samples_per_second")),
             steps=file_steps,
+            **_spreads(path, where, metrics, metric),
         ))
     points.sort(key=lambda p: p.L)
     return RunEval(run=run, family=str(data["family"]), scale=str(data["scale"]), kind=kind,

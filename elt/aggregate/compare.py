@@ -13,26 +13,124 @@ no comparison ever subtracts an FVD from an FID.
   N * L model costs). Vanilla looping is an ablation (Fig. 8 only): it is never paired here.
 
 FRONT_KINDS names the run kinds eligible for the headline Pareto front and its power-law fit.
+
+Every difference comes with its spread and is judged by one rule (`Difference.verdict`, with the
+spread from `combine`): it is called real only when |difference| > Z * spread.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+import math
+from typing import Iterable, Sequence
 
-from elt.aggregate.collect import RunEval
+from elt.aggregate.collect import Point, RunEval
 
 # Run kinds that make the headline Pareto front, its power-law fit and the looped-vs-unique
 # numbers: ELT (ILSD) runs and unique-layer baselines. Vanilla looping is an ablation; its points
 # stay in the points table and in the ILSD-vs-vanilla comparison only.
 FRONT_KINDS = ("elt", "unique")
 
+# ------------------------------------------------------------------ the one noise rule
+# A difference is real when it exceeds Z of its standard deviations. For two independent,
+# roughly Gaussian estimates, |d| > 2 * sqrt(sa^2 + sb^2) happens by chance in only ~5% of cases
+# when the true difference is 0 (two-sided 95%; 1.96 rounded up).
+Z = 2.0
+WITHIN_NOISE = "within noise"
+SPREAD_UNKNOWN = "spread unknown"
 
+
+@dataclasses.dataclass(frozen=True)
+class Estimate:
+    """A quality value with its std (None: unknown, e.g. an eval.json written before spreads).
+
+    `key` names the samples it was measured on, e.g. (run, L): two estimates of one key are one
+    measurement, whose noise must not be counted as independent twice.
+    """
+
+    key: tuple
+    value: float
+    std: float | None
+
+
+def estimate(p: Point) -> Estimate:
+    return Estimate((p.run, p.L), p.quality, p.quality_std)
+
+
+Terms = tuple[tuple[float, Estimate], ...]  # sum(coefficient * estimate)
+
+
+@dataclasses.dataclass(frozen=True)
+class Difference:
+    """A difference of quality estimates, `value`, and its std, `spread` (None when unknown)."""
+
+    value: float
+    spread: float | None
+
+    @property
+    def real(self) -> bool | None:
+        """|value| > Z * spread; None when the spread is unknown (then nothing is claimed)."""
+        return None if self.spread is None else abs(self.value) > Z * self.spread
+
+    def verdict(self, if_positive: str, if_negative: str) -> str:
+        """`if_positive` / `if_negative` (who wins by the sign) for a real difference, else
+        "within noise", or "spread unknown" when a std is missing."""
+        if self.real is None:
+            return SPREAD_UNKNOWN
+        if not self.real:
+            return WITHIN_NOISE
+        return if_positive if self.value > 0 else if_negative
+
+
+def combine(terms: Iterable[tuple[float, Estimate]]) -> Difference:
+    """sum(c * e.value) and its std, estimates of different keys being independent (separate
+    samples): std = sqrt(sum((c * e.std)^2)). For a - b that is sqrt(sa^2 + sb^2); for the mean
+    of k differences sharing no estimate, sqrt(sum of their variances) / k.
+
+    An estimate in several terms (one unique baseline against several ELT runs, one vanilla twin
+    of two ILSD runs) has its coefficients summed first: its noise counts once, fully correlated,
+    not as independent draws. Any unknown std (with a non-zero coefficient) makes the spread
+    unknown.
+    """
+    coeffs: dict[tuple, list] = {}
+    value = 0.0
+    for c, e in terms:
+        value += c * e.value
+        coeffs.setdefault(e.key, [0.0, e])[0] += c
+    stds = [(c, e.std) for c, e in coeffs.values() if c != 0]
+    if any(s is None for _, s in stds):
+        return Difference(value, None)
+    return Difference(value, math.sqrt(sum((c * s) ** 2 for c, s in stds)))
+
+
+def mean_terms(groups: Sequence[Terms]) -> Terms:
+    """Terms of the mean of the groups' sums (each group's coefficients divided by their count)."""
+    return tuple((c / len(groups), e) for terms in groups for c, e in terms)
+
+
+# ------------------------------------------------------------------ the paired comparisons
 @dataclasses.dataclass(frozen=True)
 class LoopGap:
     L: int
-    quality_ilsd: float
-    quality_vanilla: float
+    ilsd: Estimate
+    vanilla: Estimate
+
+    @property
+    def quality_ilsd(self) -> float:
+        return self.ilsd.value
+
+    @property
+    def quality_vanilla(self) -> float:
+        return self.vanilla.value
+
+    @property
+    def terms(self) -> Terms:
+        return ((1.0, self.vanilla), (-1.0, self.ilsd))
+
+    @property
+    def difference(self) -> Difference:
+        """gap with its spread; verdict(ILSD_BETTER, VANILLA_BETTER)."""
+        return combine(self.terms)
 
     @property
     def gap(self) -> float:
@@ -49,10 +147,20 @@ class IlsdVanillaPair:
     loops: tuple[LoopGap, ...]  # loop counts evaluated for both runs, ascending
 
     @property
+    def mean_gap_terms(self) -> Terms:
+        """Terms of the mean gap over common L < L_max (empty when there is none)."""
+        below = [g.terms for g in self.loops if g.L < self.L_max]
+        return mean_terms(below) if below else ()
+
+    @property
+    def mean_gap(self) -> Difference | None:
+        """Mean Q(vanilla) - Q(ILSD) over common L < L_max with its spread; None when none."""
+        return combine(self.mean_gap_terms) if self.mean_gap_terms else None
+
+    @property
     def mean_gap_below_L_max(self) -> float | None:
         """Mean Q(vanilla) - Q(ILSD) over common L < L_max; None when there is none."""
-        gaps = [g.gap for g in self.loops if g.L < self.L_max]
-        return sum(gaps) / len(gaps) if gaps else None
+        return None if self.mean_gap is None else self.mean_gap.value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +181,8 @@ class LoopedVsUnique:
     gflops_unique: float
     params_looped: int  # unique-layer parameters (the paper's "# params")
     params_unique: int
+    std_looped: float | None = None  # spreads of quality_looped and quality_unique
+    std_unique: float | None = None
 
     @property
     def params_ratio(self) -> float:
@@ -83,6 +193,32 @@ class LoopedVsUnique:
     def quality_diff(self) -> float:
         """Q(looped) - Q(unique): positive means the looped model is worse."""
         return self.quality_looped - self.quality_unique
+
+    @property
+    def terms(self) -> Terms:
+        return ((1.0, Estimate((self.looped_run, self.L), self.quality_looped, self.std_looped)),
+                (-1.0, Estimate((self.unique_run, 1), self.quality_unique, self.std_unique)))
+
+    @property
+    def difference(self) -> Difference:
+        """quality_diff with its spread; verdict(UNIQUE_BETTER, ELT_BETTER)."""
+        return combine(self.terms)
+
+
+# Verdict names: who wins when the difference is positive / negative.
+ILSD_BETTER, VANILLA_BETTER = "ILSD better", "vanilla better"  # of gap = Q(vanilla) - Q(ILSD)
+UNIQUE_BETTER, ELT_BETTER = "unique better", "ELT better"  # of Q(ELT) - Q(unique)
+
+
+def mean_gap_over_pairs(pairs: Sequence[IlsdVanillaPair]) -> Difference | None:
+    """Mean over pairs of each pair's mean gap over L < L_max (pairs without one left out)."""
+    groups = [p.mean_gap_terms for p in pairs if p.mean_gap_terms]
+    return combine(mean_terms(groups)) if groups else None
+
+
+def mean_looped_minus_unique(vs_unique: Sequence[LoopedVsUnique]) -> Difference | None:
+    """Mean Q(ELT) - Q(unique) over the iso-compute pairs, with its spread; None when none."""
+    return combine(mean_terms([c.terms for c in vs_unique])) if vs_unique else None
 
 
 def _setting(run: RunEval) -> tuple:
@@ -112,7 +248,8 @@ def ilsd_vanilla_pairs(runs: Sequence[RunEval]) -> list[IlsdVanillaPair]:
             continue
         twin = twins[0]
         common = sorted({p.L for p in run.points} & {p.L for p in twin.points})
-        loops = tuple(LoopGap(L, run.quality_at(L), twin.quality_at(L)) for L in common)
+        at = {(r.run, p.L): estimate(p) for r in (run, twin) for p in r.points}
+        loops = tuple(LoopGap(L, at[run.run, L], at[twin.run, L]) for L in common)
         pairs.append(IlsdVanillaPair(run.run, twin.run, run.scale, run.N, run.L_max, loops))
     return pairs
 
@@ -148,5 +285,6 @@ def looped_vs_unique(runs: Sequence[RunEval]) -> list[LoopedVsUnique]:
                 N=run.N, L_max=run.L_max, L=point.L, depth=depth,
                 quality_looped=point.quality, quality_unique=u_point.quality,
                 gflops_looped=point.gflops, gflops_unique=u_point.gflops,
-                params_looped=run.params, params_unique=unique.params))
+                params_looped=run.params, params_unique=unique.params,
+                std_looped=point.quality_std, std_unique=u_point.quality_std))
     return out

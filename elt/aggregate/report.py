@@ -10,6 +10,9 @@ metrics.json holds every group's headline numbers under keys named the same way.
 The headline front, its power-law fit and the looped-vs-unique numbers use ELT runs and unique
 baselines only (compare.FRONT_KINDS); vanilla looping is an ablation that stays in the points
 table and the ILSD-vs-vanilla comparison (Fig. 8).
+
+Headline numbers carry their spreads (metrics.json "<key>_std", None when unknown), and the
+real-data floor (elt.aggregate.floor) is shown beside them when its file exists.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ from typing import Any, Mapping, Sequence
 from elt.aggregate import plots, tables
 from elt.aggregate.collect import LEGACY_METRIC, Point, RunEval, load_runs, metric_label
 from elt.aggregate.compare import (FRONT_KINDS, IlsdVanillaPair, LoopedVsUnique,
-                                   ilsd_vanilla_pairs, looped_vs_unique)
+                                   ilsd_vanilla_pairs, looped_vs_unique, mean_gap_over_pairs,
+                                   mean_looped_minus_unique)
+from elt.aggregate.floor import Floor, load_floor
 from elt.aggregate.pareto import PowerLawFit, fit_power_law, pareto_front
 
 # Output names are templates: "{m}" stands for the metric (see output_name).
@@ -61,6 +66,8 @@ class MetricReport:
     fit: PowerLawFit  # over the front points, as in Fig. 4
     pairs: tuple[IlsdVanillaPair, ...]
     vs_unique: tuple[LoopedVsUnique, ...]  # iso-compute: every (ELT run, L) vs. depth N * L
+    floor: Floor | None = None  # the real-data floor file's content (all metrics), if any
+    floor_path: str | None = None  # where it was looked for (named when it is missing)
 
     @property
     def label(self) -> str:
@@ -84,13 +91,22 @@ class MetricReport:
     def metrics(self) -> dict[str, Any]:
         """Headline numbers of this metric, keys named by output_name (FID: today's keys)."""
         best = self.best
-        gaps = [g for g in (p.mean_gap_below_L_max for p in self.pairs) if g is not None]
-        diffs = [c.quality_diff for c in self.vs_unique]
+        # Mean over pairs of each pair's mean Q(vanilla) - Q(ILSD) over L < L_max, and over the
+        # iso-compute pairs (ELT run at L vs. unique run of depth N * L) of Q(ELT) - Q(unique);
+        # vanilla runs take no part in the latter. Spreads: compare.combine.
+        gap = mean_gap_over_pairs(self.pairs)
+        diff = mean_looped_minus_unique(self.vs_unique)
         fit = self.fit.as_dict()
         n = self.name
+        floor = {kind: None if self.floor is None else self.floor.get(self.metric, kind)
+                 for kind in ("real", "reconstruction")}
+
+        def attr(obj: Any, name: str) -> Any:
+            return None if obj is None else getattr(obj, name)
         return {
             n("n_front_points"): len(self.front),
             n("best_{m}"): best.quality,
+            n("best_{m}_std"): best.quality_std,
             n("best_{m}_run"): best.run,
             n("best_{m}_L"): best.L,
             n("best_{m}_gflops"): best.gflops,
@@ -98,12 +114,16 @@ class MetricReport:
             n("fit_b"): fit["b"],
             n("fit_c"): fit["c"],
             n("n_ilsd_vanilla_pairs"): len(self.pairs),
-            # Mean over pairs of each pair's mean Q(vanilla) - Q(ILSD) over L < L_max.
-            n("ilsd_vanilla_mean_gap"): sum(gaps) / len(gaps) if gaps else None,
-            # Iso-compute pairs (ELT run at L vs. unique run of depth N * L), over every such
-            # pair of every ELT run and L; vanilla runs take no part.
+            n("ilsd_vanilla_mean_gap"): attr(gap, "value"),
+            n("ilsd_vanilla_mean_gap_std"): attr(gap, "spread"),
             n("n_looped_unique_pairs"): len(self.vs_unique),
-            n("looped_minus_unique_mean_{m}"): sum(diffs) / len(diffs) if diffs else None,
+            n("looped_minus_unique_mean_{m}"): attr(diff, "value"),
+            n("looped_minus_unique_mean_{m}_std"): attr(diff, "spread"),
+            # The real-data floor (None when not computed): mean and spread of each kind.
+            n("floor_real_{m}"): attr(floor["real"], "mean"),
+            n("floor_real_{m}_std"): attr(floor["real"], "spread"),
+            n("floor_reconstruction_{m}"): attr(floor["reconstruction"], "mean"),
+            n("floor_reconstruction_{m}_std"): attr(floor["reconstruction"], "spread"),
         }
 
     def pareto_json(self) -> dict[str, Any]:
@@ -114,7 +134,10 @@ class MetricReport:
             "objectives": f"minimise gflops and {m}",
             "front_kinds": list(FRONT_KINDS),  # vanilla looping (an ablation) is left out
             "front": [{"run": p.run, "L": p.L, "label": p.label, "kind": p.kind,
-                       "scale": p.scale, "gflops": p.gflops, m: p.quality} for p in self.front],
+                       "scale": p.scale, "gflops": p.gflops, m: p.quality,
+                       f"{m}_std": p.quality_std} for p in self.front],
+            "note": "front computed on the point estimates; a point within noise of a "
+                    "neighbour may be on or off it by chance",
             "fit": {"formula": f"{m} = a * gflops**-b + c", "fitted_on": "front",
                     **self.fit.as_dict()},
         }
@@ -146,13 +169,15 @@ class Report:
         return out
 
 
-def _metric_report(metric: str, modality: str, runs: Sequence[RunEval]) -> MetricReport:
+def _metric_report(metric: str, modality: str, runs: Sequence[RunEval],
+                   floor: Floor | None = None, floor_path: str | None = None) -> MetricReport:
     points = tuple(p for r in runs for p in r.points)
     front = tuple(pareto_front([p for p in points if p.kind in FRONT_KINDS]))
     fit = fit_power_law([p.gflops for p in front], [p.quality for p in front])
     return MetricReport(metric=metric, modality=modality, runs=tuple(runs), points=points,
                         front=front, fit=fit, pairs=tuple(ilsd_vanilla_pairs(runs)),
-                        vs_unique=tuple(looped_vs_unique(runs)))
+                        vs_unique=tuple(looped_vs_unique(runs)), floor=floor,
+                        floor_path=floor_path)
 
 
 def _group_runs(runs: Sequence[RunEval]) -> dict[tuple[str, str], list[RunEval]]:
@@ -175,11 +200,17 @@ def _group_runs(runs: Sequence[RunEval]) -> dict[tuple[str, str], list[RunEval]]
     return groups
 
 
-def build_report(grid: Mapping[str, Any], runs_dir: str | Path,
-                 steps: int | None = None) -> Report:
-    """Read the grid's eval.json files and compute, per metric, the front, fit and comparisons."""
+def build_report(grid: Mapping[str, Any], runs_dir: str | Path, steps: int | None = None,
+                 floor: str | Path | None = None) -> Report:
+    """Read the grid's eval.json files and compute, per metric, the front, fit and comparisons.
+
+    `floor` is the real-data floor file (elt.aggregate.floor); a missing file means no floor was
+    computed (said in summary.md), a malformed one raises FloorFileError (a ValueError).
+    """
+    floor_data = load_floor(floor)  # before the runs: a bad floor file fails fast as well
     runs = load_runs(grid, runs_dir, steps=steps)
-    groups = tuple(_metric_report(metric, modality, members)
+    floor_path = None if floor is None else str(floor)
+    groups = tuple(_metric_report(metric, modality, members, floor_data, floor_path)
                    for (modality, metric), members in _group_runs(runs).items())
     return Report(runs=tuple(runs), points=tuple(p for r in runs for p in r.points),
                   groups=groups)
@@ -189,15 +220,17 @@ def _write_metric_files(g: MetricReport, out: Path) -> None:
     n = g.name
     (out / n("points.csv")).write_text(tables.points_csv(g.points, g.front, g.metric))
     (out / n("table.md")).write_text(tables.table_markdown(g.points, g.front, g.metric))
-    (out / n("summary.md")).write_text(
-        tables.summary_markdown(g.pairs, g.vs_unique, g.front, g.fit, g.metric, g.modality))
+    (out / n("summary.md")).write_text(tables.summary_markdown(
+        g.pairs, g.vs_unique, g.front, g.fit, g.metric, g.modality, best=g.best, floor=g.floor,
+        floor_path=g.floor_path))
     (out / n("pareto.json")).write_text(json.dumps(g.pareto_json(), indent=2) + "\n")
     for template, text in plots.plot_data(g.runs, g.front, g.pairs, g.metric).items():
         (out / "plots" / n(template)).write_text(text)
     gflops, params, loops = (out / n(t) for t in FIGURE_TEMPLATES)
-    plots.vs_gflops_figure(g.runs, g.front, g.fit, gflops, g.metric)
-    plots.vs_params_figure(g.runs, params, g.metric)
-    plots.vs_loops_figure(g.runs, g.pairs, loops, g.metric)
+    floor = plots.floor_lines(g.floor, g.metric)
+    plots.vs_gflops_figure(g.runs, g.front, g.fit, gflops, g.metric, floor)
+    plots.vs_params_figure(g.runs, params, g.metric, floor)
+    plots.vs_loops_figure(g.runs, g.pairs, loops, g.metric, floor)
 
 
 def _write_files(report: Report, out: Path) -> None:

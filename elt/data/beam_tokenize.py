@@ -259,6 +259,30 @@ def run(
     return manifest
 
 
+def write_empty(
+    out_dir: str, spec: LatentSpec, *, num_classes: int, tokenizer: str, dataset: str, image_size: int
+) -> dict:
+    """A valid latent directory of no examples: no shards, a manifest with total 0 and split None
+    (what `tokenize` writes to data/tokens_heldout when data.heldout_split is null, so that the
+    output DVC declares always exists). Atomic and stale-shard-removing like `run`."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    manifest = shards_lib.make_manifest(
+        spec, [], num_classes=num_classes, tokenizer=tokenizer, dataset=dataset, split=None,
+        image_size=image_size,
+    )
+    out_dir = out_dir.rstrip("/")
+    _remove_stale_tmp(out_dir)
+    tmp_dir = f"{out_dir}.{workdir.tmp_tag()}"
+    tf.io.gfile.makedirs(tmp_dir)
+    try:
+        _publish(tmp_dir, out_dir, [], manifest)
+    finally:
+        if tf.io.gfile.exists(tmp_dir):
+            tf.io.gfile.rmtree(tmp_dir)
+    return manifest
+
+
 def _remove_stale_tmp(out_dir: str) -> list[str]:
     """Remove `<out_dir>.tmp-*` folders of runs that were killed before their cleanup ran.
 

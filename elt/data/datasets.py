@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-import re
-from typing import Iterator, Sequence
+from typing import Iterator, NamedTuple, Sequence
 
 import numpy as np
 import tensorflow as tf  # tf.data for tfds, tf.io.gfile for local and gs:// folders
@@ -121,9 +120,13 @@ class TfdsImageDataset(ImageDataset):
                 f"(`tfds build {name} --data_dir {data_dir}`, with --manual_dir for manual downloads) "
                 f"or point data_dir at an existing tfds data dir"
             ) from e
-        # Plain split names with known sizes read ranges as tfds slices; others (`train[:10%]`,
-        # mocked data without metadata) skip/take through the stream.
-        self._sliceable = bool(splits) and re.fullmatch(r"[\w-]+", split) is not None
+        except ValueError as e:  # tfds' words: a bad slice, or one past the split's end
+            raise ValueError(f"dataset {name!r} split {split!r}: {e}") from None
+        # With known split sizes a range reads as an absolute tfds slice (`train[1497:]`: example
+        # i is train[1497 + i]), so a worker reads only the files holding it; other splits
+        # (`train[:5]+test`, mocked data without metadata) skip/take through the stream.
+        ranges = _absolute_ranges(split, splits) if splits else []
+        self._offset = ranges[0][:2] if len(ranges) == 1 else None  # (split name, first example)
         if splits:
             self.num_examples = int(splits[split].num_examples)
         else:
@@ -154,9 +157,10 @@ class TfdsImageDataset(ImageDataset):
             )
         if start == stop:
             return _stack([], [], self.image_size)
-        if self._sliceable:
+        if self._offset is not None:
             # tfds reads only the files holding the slice (absolute instruction on the plain split).
-            ds = self._as_dataset(f"{self.split}[{start}:{stop}]")
+            name, first = self._offset
+            ds = self._as_dataset(f"{name}[{first + start}:{first + stop}]")
         else:
             ds = self._as_dataset(self.split).skip(start).take(stop - start)
         # One batch for the whole range: a single tensor->numpy hop instead of one per example.
@@ -195,10 +199,12 @@ def tf_center_crop_resize(image, image_size: int):
 # image folders (one sub-folder per class, like tfds ImageFolder / torchvision ImageFolder)
 # --------------------------------------------------------------------------------------------
 class FolderImageDataset(ImageDataset):
-    """`root/<class>/<image>`; classes are the sorted sub-folder names, labels their positions."""
+    """`root/<class>/<image>`; classes are the sorted sub-folder names, labels their positions.
+    Its one split, "train", is the sorted listing; a slice of it (`train[:90%]`, `train[-300:]`)
+    takes the examples tfds would take of the folder's prepared data."""
 
-    def __init__(self, root: str, image_size: int):
-        self.root, self.image_size = root.rstrip("/"), image_size
+    def __init__(self, root: str, image_size: int, split: str = "train"):
+        self.root, self.image_size, self.split = root.rstrip("/"), image_size, split
         classes = sorted(
             c.rstrip("/")
             for c in tf.io.gfile.listdir(self.root)
@@ -230,7 +236,12 @@ class FolderImageDataset(ImageDataset):
         # tfds data of the folder is keyed by it (elt.data.folder_builder).
         digest = hashlib.sha256("\n".join(f"{p}\t{l}" for p, l in files).encode()).hexdigest()[:16]
         self.digest = digest
-        self.identity = f"folder:{self.root}:{self.num_examples}:{digest}:{image_size}"
+        if split != "train":
+            whole = {"train": _SplitSize(len(files), [len(files)])}
+            self.files = files = [f for _, a, b in _absolute_ranges(split, whole) for f in files[a:b]]
+            self.num_examples = len(files)
+        where = self.root if split == "train" else f"{self.root}:{split}"
+        self.identity = f"folder:{where}:{self.num_examples}:{digest}:{image_size}"
 
     def read(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         if not 0 <= start <= stop <= self.num_examples:
@@ -249,6 +260,23 @@ class FolderImageDataset(ImageDataset):
             images.append(center_crop_resize(image, self.image_size))
             labels.append(label)
         return _stack(images, labels, self.image_size)
+
+
+class _SplitSize(NamedTuple):  # what tfds' slicing reads of a split (tfds.core.SplitInfo)
+    num_examples: int
+    shard_lengths: list
+
+
+def _absolute_ranges(split: str, split_infos) -> list[tuple[str, int, int]]:
+    """[(split name, start, stop)] that the tfds split string `split` reads (tfds' own rules:
+    `train[1497:]`, `train[:90%]`, `train[-300:]`, `a+b`), given {split name: sizes}."""
+    import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+
+    out = []
+    for a in tfds.core.ReadInstruction.from_spec(split).to_absolute(split_infos):
+        n = int(split_infos[a.splitname].num_examples)
+        out.append((a.splitname, a.from_ or 0, n if a.to is None else a.to))
+    return out
 
 
 def _stack(images: Sequence[np.ndarray], labels: Sequence[int], size: int):
@@ -280,7 +308,7 @@ def load_image_dataset(
         if not tf.io.gfile.isdir(name_or_path):
             raise FileNotFoundError(f"image folder {name_or_path!r} does not exist")
         if data_dir is None:
-            return FolderImageDataset(name_or_path, image_size)
+            return FolderImageDataset(name_or_path, image_size, split)
         from elt.data import folder_builder  # pylint: disable=import-outside-toplevel
 
         builder = folder_builder.prepared_builder(name_or_path, image_size, data_dir)

@@ -129,16 +129,39 @@ def compute_stats(images_or_path, weights=None, batch_size: int = 50, extractor=
     return stats_from_features(extractor(images, progress=progress))
 
 
-def save_stats(path: str | Path, mu: np.ndarray, sigma: np.ndarray, n: int) -> Path:
+# Reference statistics file (stats.npz): mu [D] and sigma [D, D] float64, n (images the statistics
+# are of); written by ref_stats also: "features" float32 [<= REF_FEATURES_CAP, D] (a seeded subset
+# of the reference features, for KID), "split_size", "selection" ("whole split" or "seeded random
+# subset"), "seed" and "indices_sha256" (sha256 of the sorted chosen split indices as little-endian
+# int64). A file with only mu/sigma/n (older, or pytorch-fid's) still gives FID; KID then is None.
+STATS_META = ("split_size", "selection", "seed", "indices_sha256")
+
+
+def save_stats(path: str | Path, mu: np.ndarray, sigma: np.ndarray, n: int, features: np.ndarray | None = None,
+               meta: dict | None = None) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    extra = {}
+    if features is not None:
+        extra["features"] = np.asarray(features, np.float32)
+    for key, value in (meta or {}).items():
+        if key not in STATS_META:
+            raise ValueError(f"unknown statistics metadata {key!r} (known: {', '.join(STATS_META)})")
+        extra[key] = np.str_(value) if isinstance(value, str) else np.int64(value)
     tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, mu=np.asarray(mu, np.float64), sigma=np.asarray(sigma, np.float64), n=np.int64(n))
+    np.savez(tmp, mu=np.asarray(mu, np.float64), sigma=np.asarray(sigma, np.float64), n=np.int64(n), **extra)
     tmp.replace(path)  # atomic: a reader never sees half a stats file
     return path
 
 
 def load_stats(path: str | Path) -> tuple[np.ndarray, np.ndarray, int]:
+    ref = load_reference(path, features=False)
+    return ref["mu"], ref["sigma"], ref["n"]
+
+
+def load_reference(path: str | Path, features: bool = True) -> dict:
+    """A statistics file -> {"mu", "sigma", "n", "features" (float32 or None when the file has none),
+    and each STATS_META key (None when absent)}."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"statistics file not found: {path}")
@@ -146,10 +169,18 @@ def load_stats(path: str | Path) -> tuple[np.ndarray, np.ndarray, int]:
         missing = {"mu", "sigma", "n"} - set(data.files)
         if missing:
             raise ValueError(f"{path}: statistics file lacks {sorted(missing)} (has {sorted(data.files)})")
-        mu, sigma, n = data["mu"].astype(np.float64), data["sigma"].astype(np.float64), int(data["n"])
+        out = {"mu": data["mu"].astype(np.float64), "sigma": data["sigma"].astype(np.float64), "n": int(data["n"])}
+        out["features"] = data["features"] if features and "features" in data.files else None
+        for key in STATS_META:
+            value = data[key].item() if key in data.files else None
+            out[key] = value if value is None or isinstance(value, str) else int(value)
+    mu, sigma = out["mu"], out["sigma"]
     if mu.ndim != 1 or sigma.shape != (mu.size, mu.size):
         raise ValueError(f"{path}: mu {mu.shape} and sigma {sigma.shape} do not fit together")
-    return mu, sigma, n
+    feats = out["features"]
+    if feats is not None and (feats.ndim != 2 or feats.shape[1] != mu.size):
+        raise ValueError(f"{path}: features {feats.shape} do not fit mu {mu.shape}")
+    return out
 
 
 # --------------------------------------------------------------------------- distances and scores
@@ -258,10 +289,16 @@ class FIDEvaluator:
         images = _check_images(np.asarray(images), "images")
         return stats_from_features(self.extractor(images, progress=progress))
 
+    def features(self, images, progress: bool = True) -> np.ndarray:
+        """uint8 images -> their 2048-d pool features [N, 2048]."""
+        return self.extractor(_check_images(np.asarray(images), "images"), progress=progress)
+
     def evaluate(self, images, ref_mu, ref_sigma, progress: bool = True, method: str = "sqrtm") -> dict:
         """-> {"fid", "n", "is" (IS mean or None), "is_std", "is_unavailable" (reason, when None)}."""
-        images = _check_images(np.asarray(images), "images")
-        feats = self.extractor(images, progress=progress)
+        return self.evaluate_features(self.features(images, progress=progress), ref_mu, ref_sigma, method=method)
+
+    def evaluate_features(self, feats, ref_mu, ref_sigma, method: str = "sqrtm") -> dict:
+        """evaluate() of already extracted features."""
         mu, sigma, n = stats_from_features(feats)
         report = inception_score_report(feats, self.extractor.weights)
         return {

@@ -1,9 +1,12 @@
 """Quality metrics by name (a family's QUALITY_METRIC). A metric knows the reference statistics it
 needs of the real data and how to score a set of samples against them.
 
-    metric = get("fid")(weights="data/weights/fid_inception.pt", batch_size=50)
+    metric = get("fid")(weights="data/weights/fid_inception.pt", batch_size=50, jackknife_groups=100,
+                        kid_subsets=100, seed=0)
     info = metric.reference(real_images, "data/ref_stats/fid", max_images=None)   # ref_stats stage
-    result = metric.score(images, "data/ref_stats/fid")   # {"fid": ..., "is": ...}  evaluate stage
+    result = metric.score(images, "data/ref_stats/fid")   # evaluate stage:
+    # {"fid", "fid_std", "fid_lo", "fid_hi", "kid", "kid_std", "is", "is_std", "n"}
+    # (+ "<key>_unavailable" reasons); result[metric.spread_key] is the +- of result[metric.name].
 
 Reference statistics live in one folder per metric (data/ref_stats/<name>/), so a grid that mixes
 families computes each metric's statistics once. FVD (video) plugs in here with the video family.
@@ -19,36 +22,116 @@ STATS_FILE = "stats.npz"
 
 
 class FID:
-    """Frechet Inception Distance (pytorch-fid's Inception weights), with the Inception score."""
+    """Frechet Inception Distance (pytorch-fid's Inception weights) with its jackknife spread, KID
+    (clean-fid's definition) and the Inception score.
+
+    ``jackknife_groups``: groups of the delete-a-group jackknife over the sample features for
+    fid_std/fid_lo/fid_hi (min(n, this); 0: none, the three are None; spread.py);
+    ``kid_subsets``: KID subsets (0: no KID); ``seed``: seeds the reference subset (reference()),
+    the jackknife's groups and the KID subsets (score()).
+    """
 
     name = "fid"
     modality = "image"
+    spread_key = "fid_std"  # score()[spread_key] is the +- of score()[name]
     # eigh: the same trace-sqrt as scipy's sqrtm (tested equal) in seconds instead of a minute
     method = "eigh"
 
-    def __init__(self, weights, batch_size: int = 50):
+    def __init__(self, weights, batch_size: int = 50, jackknife_groups: int = 100, kid_subsets: int = 100,
+                 seed: int = 0):
+        for key, value in (("jackknife_groups", jackknife_groups), ("kid_subsets", kid_subsets), ("seed", seed)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                raise ValueError(f"FID metric: {key} must be an integer >= 0, got {value!r}")
+        if jackknife_groups == 1:
+            raise ValueError(f"FID metric: jackknife_groups must be 0 or >= 2 groups, got {jackknife_groups}")
         self.weights, self.batch_size = weights, batch_size
+        self.jackknife_groups, self.kid_subsets, self.seed = int(jackknife_groups), int(kid_subsets), int(seed)
         self._evaluator = None  # the Inception network is built on first use only
+        self._ref = None  # (path, mtime_ns, size) -> loaded reference and S_r^{1/2}, reused across score()s
 
-    def reference(self, images, out_dir, max_images: int | None = None) -> dict:
-        """Stream real uint8 images (or (image, label) pairs) -> out_dir/stats.npz; returns {"n"}."""
-        from elt.evaluation.reference import compute_reference_stats  # pylint: disable=import-outside-toplevel
+    @property
+    def settings(self) -> dict:
+        """What besides the inputs determines score()'s numbers (for result caches)."""
+        return {"method": self.method, "jackknife_groups": self.jackknife_groups, "kid_subsets": self.kid_subsets,
+                "seed": self.seed}
+
+    def reference(self, images, out_dir, max_images: int | None = None, split_size: int | None = None) -> dict:
+        """Stream real uint8 images (or (image, label) pairs) -> out_dir/stats.npz. ``max_images``
+        None: every image; k: a random subset of k images seeded by ``seed`` (reference.py).
+        Returns what the statistics are of: {"n", "split_size", "selection", "seed",
+        "indices_sha256", "features_stored"}."""
+        from elt.evaluation.reference import build_reference  # pylint: disable=import-outside-toplevel
 
         Path(out_dir).mkdir(parents=True, exist_ok=True)
-        _, _, n = compute_reference_stats(
-            images, self.weights, Path(out_dir) / STATS_FILE, batch_size=self.batch_size, max_images=max_images
-        )
-        return {"n": n}
+        info = build_reference(images, self.weights, Path(out_dir) / STATS_FILE, batch_size=self.batch_size,
+                               num_images=max_images, seed=self.seed, split_size=split_size)
+        return {k: v for k, v in info.items() if k not in ("mu", "sigma")}
+
+    def _reference(self, ref_dir):
+        from elt.evaluation.fid import load_reference  # pylint: disable=import-outside-toplevel
+        from elt.evaluation.spread import psd_sqrt  # pylint: disable=import-outside-toplevel
+
+        path = Path(ref_dir) / STATS_FILE
+        st = path.stat() if path.is_file() else None
+        key = (str(path.resolve()), st.st_mtime_ns, st.st_size) if st else None
+        if key is None or self._ref is None or self._ref[0] != key:
+            ref = load_reference(path)  # raises FileNotFoundError naming the path when missing
+            root = psd_sqrt(ref["sigma"]) if self.jackknife_groups else None  # once per reference
+            self._ref = (key, ref, root)
+        return self._ref[1], self._ref[2]
 
     def score(self, images: np.ndarray, ref_dir) -> dict:
-        """{"fid", "is" (None when the weights have no classifier head)} of uint8 images."""
-        from elt.evaluation.fid import FIDEvaluator, load_stats  # pylint: disable=import-outside-toplevel
+        """Score uint8 images against ref_dir's statistics -> {"fid", "fid_std", "fid_lo", "fid_hi",
+        "kid", "kid_std", "is", "is_std", "n"}.
 
+        "fid" is the full-sample FID (unchanged by the spread); fid_std: the grouped-jackknife
+        std over the samples, reference fixed; fid_lo/hi: fid -/+ 1.96 fid_std (spread.py); kid/kid_std:
+        kid.py. A number that cannot be had is None and a "<key>_unavailable" reason is added
+        ("fid_spread_unavailable", "kid_unavailable", "is_unavailable"): never a made-up number.
+        """
+        from elt.evaluation.fid import FIDEvaluator  # pylint: disable=import-outside-toplevel
+        from elt.evaluation.kid import kernel_distance  # pylint: disable=import-outside-toplevel
+        from elt.evaluation.spread import jackknife_fid, jackknife_unavailable  # pylint: disable=import-outside-toplevel
+
+        ref, root = self._reference(ref_dir)
         if self._evaluator is None:
             self._evaluator = FIDEvaluator(self.weights, batch_size=self.batch_size)
-        ref_mu, ref_sigma, _ = load_stats(Path(ref_dir) / STATS_FILE)
-        result = self._evaluator.evaluate(images, ref_mu, ref_sigma, method=self.method)
-        return {"fid": float(result["fid"]), "is": result.get("is")}
+        feats = self._evaluator.features(images)
+        base = self._evaluator.evaluate_features(feats, ref["mu"], ref["sigma"], method=self.method)
+        result = {"fid": float(base["fid"]), "fid_std": None, "fid_lo": None, "fid_hi": None,
+                  "kid": None, "kid_std": None, "is": base["is"], "is_std": base["is_std"], "n": int(base["n"])}
+        why_not = "eval.jackknife_groups is 0" if not self.jackknife_groups else jackknife_unavailable(
+            result["n"], self.jackknife_groups)
+        if why_not is None:
+            result.update(jackknife_fid(feats, ref["mu"], ref["sigma"], result["fid"], self.jackknife_groups,
+                                        seed=self.seed, ref_sqrt=root))
+        else:
+            result["fid_spread_unavailable"] = why_not
+        if not self.kid_subsets:
+            result["kid_unavailable"] = "eval.kid_subsets is 0"
+        elif ref["features"] is None:
+            result["kid_unavailable"] = (f"{Path(ref_dir) / STATS_FILE} holds no reference features (an older or "
+                                         "mu/sigma-only statistics file): rerun ref_stats for KID")
+        else:
+            kid = kernel_distance(feats, ref["features"], num_subsets=self.kid_subsets, seed=self.seed)
+            result.update(kid=kid["kid"], kid_std=kid["kid_std"])
+        if result["is"] is None:
+            result["is_unavailable"] = base.get("is_unavailable")
+        return result
+
+    @staticmethod
+    def describe(result: dict) -> str:
+        """One line for logs: FID +- its jackknife std [95% interval], KID +- std, n."""
+        def num(v, fmt):
+            return "n/a" if v is None else format(v, fmt)
+
+        text = f"FID={result['fid']:.2f}"
+        if result.get("fid_std") is not None:
+            text += f"+-{result['fid_std']:.2f} [{result['fid_lo']:.2f}, {result['fid_hi']:.2f}]"
+        text += f" KID={num(result.get('kid'), '.5f')}"
+        if result.get("kid_std") is not None:
+            text += f"+-{result['kid_std']:.5f}"
+        return text + f" (n={result.get('n')})"
 
 
 METRICS = {FID.name: FID}

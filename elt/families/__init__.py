@@ -6,6 +6,8 @@ depends only on the modules it imports (dvc.yaml) and a sampler edit never rerun
     QUALITY_METRIC  the metric its samples are scored by (elt.evaluation.metrics), e.g. "fid"
     MODALITY        "image" or "video": each modality gets its own Pareto front
     TOKENIZER_KIND  the tokenizer kind whose latents it models
+    GUIDANCE        True if its sampler takes classifier-free guidance (sample.cfg_scales is
+                    swept for its runs), False if not (sampled at scale 1 only)
     TrainConfig     typed `families.<name>.train` settings, with check(key)
     SampleConfig    typed `families.<name>.sample` settings (`steps`: network evaluations per
                     sample), with check(key)

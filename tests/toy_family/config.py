@@ -1,6 +1,7 @@
 import dataclasses
 
 QUALITY_METRIC, MODALITY, TOKENIZER_KIND = "fid", "image", "vq"
+GUIDANCE = False  # its sampler ignores cfg_scale: sampled at scale 1 only
 
 
 @dataclasses.dataclass(frozen=True)

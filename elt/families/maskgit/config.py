@@ -10,6 +10,7 @@ import dataclasses
 QUALITY_METRIC = "fid"  # elt.evaluation.metrics: the metric its samples are scored by
 MODALITY = "image"
 TOKENIZER_KIND = "vq"  # integer tokens on a 2-D grid with a codebook
+GUIDANCE = True  # class-conditional with a null label: sample.cfg_scales is swept
 
 
 def _fail(key: str, message: str):
