@@ -160,8 +160,13 @@ class TrainConfig:
     checkpoint_every: int = 200
     log_every: int = 25
     seed: int = 0
+    # Exponential moving average of the parameters (DiT practice: 0.9999): the published
+    # checkpoint, the held-out exit losses and sampling use it. null: no EMA (the raw parameters).
+    ema_decay: float | None = None
 
     def check(self, key: str) -> None:
+        if self.ema_decay is not None and not 0 < self.ema_decay < 1:
+            raise ConfigError(f"{key}.ema_decay", f"must be in (0, 1) or null, got {self.ema_decay}")
         for name in ("batch_size", "steps", "checkpoint_every", "log_every"):
             _positive(f"{key}.{name}", getattr(self, name))
         _positive(f"{key}.lr", self.lr)

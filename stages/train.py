@@ -212,7 +212,7 @@ def main(argv=None) -> None:
             bar.set_postfix(loss=f"{m['loss']:.3f}", lam=f"{m.get('lam', 0):.2f}")
             tracker.log_metrics({k: v for k, v in m.items()}, step=done)
         if mngr.should_save(done) or done == hyper.steps:
-            if not bool(all_finite(state.params)):  # one jitted reduction, only at saves
+            if not bool(all_finite((state.params, state.ema_params))):  # one jitted reduction, only at saves
                 last = {k: v for k, v in (curve_rows[-1] if curve_rows else {}).items() if k != "steps_per_second"}
                 logged = f"; last logged (step {last.pop('step')}): {describe(last)}" if last else ""
                 raise diverged(f"non-finite parameters at step {done}, not saved{logged}")
@@ -231,8 +231,9 @@ def main(argv=None) -> None:
     if held is None:
         held = data.eval_batch(min(256, data.num_examples), seed=EXIT_LOSS_SEED)
     eval_loss = make_eval_loss(losses, model, family_cfg.train)
+    published = state.eval_params()  # the EMA when train.ema_decay is set: what sampling uses
     exit_losses = {
-        str(L): float(eval_loss(state.params, held, jax.random.PRNGKey(7), L))
+        str(L): float(eval_loss(published, held, jax.random.PRNGKey(7), L))
         for L in range(1, point.L_max + 1)
     }
     per_exit = ", ".join(f"L{L}={v:.4g}" for L, v in exit_losses.items())
@@ -247,7 +248,7 @@ def main(argv=None) -> None:
         tmp.mkdir(parents=True)
     barrier("train: output folder ready")
     with ocp.StandardCheckpointer() as ckptr:  # every process saves its shards; async: wait
-        ckptr.save(tmp.resolve() / "params", state.params)
+        ckptr.save(tmp.resolve() / "params", published)
         ckptr.wait_until_finished()
     barrier("train: checkpoint saved")
     if not is_main():
@@ -261,6 +262,7 @@ def main(argv=None) -> None:
         "N": point.N,
         "L_max": point.L_max,
         "ilsd": point.ilsd,
+        "params_are": "raw" if state.ema_params is None else f"ema (decay {hyper.ema_decay})",
         "params_block": model.num_params(state.params, block_only=True),
         "params_total": model.num_params(state.params),
         "config_hash": chash,

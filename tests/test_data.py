@@ -93,10 +93,26 @@ def test_image_folder_two_classes(tmp_path):
     ds = load_image_dataset(str(tmp_path / "imgs"), "train", None, 8)
     assert ds.num_classes == 2 and ds.num_examples == 6 and ds.classes == ["cat", "dog"]
     got = list(ds)
-    assert [l for _, l in got] == [0, 0, 0, 1, 1, 1]
-    for (img, _), (ref, _) in zip(got, expected):
+    assert [l for _, l in got] == [0, 1, 0, 1, 0, 1]  # classes in turn
+    in_turn = [expected[i] for i in (0, 3, 1, 4, 2, 5)]
+    for (img, _), (ref, _) in zip(got, in_turn):
         np.testing.assert_array_equal(img, center_crop_resize(ref, 8))
         assert img.shape == (8, 8, 3)
+
+
+def test_image_folder_slices_hold_every_class_in_proportion(tmp_path):
+    # Uneven classes (5, 2, 3 files): the classes are taken in turn while each has files left, so
+    # a held-out slice at the end is not the last class alone (the sorted listing's failure).
+    root = tmp_path / "imgs"
+    for cls, n in (("a", 5), ("b", 2), ("c", 3)):
+        (root / cls).mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(np.full((4, 4, 3), i, np.uint8)).save(root / cls / f"{i}.png")
+    ds = load_image_dataset(str(root), "train", None, 4)
+    assert [rel for rel, _ in ds.files] == [
+        "a/0.png", "b/0.png", "c/0.png", "a/1.png", "b/1.png", "c/1.png", "a/2.png", "c/2.png", "a/3.png", "a/4.png",
+    ]
+    assert [label for _, label in load_image_dataset(str(root), "train[:60%]", None, 4).files] == [0, 1, 2, 0, 1, 2]
 
 
 def test_mock_tfds_dataset_by_name(tmp_path):

@@ -21,7 +21,8 @@ CLASSES = ("zebra", "ant", "moth")  # listed unsorted on purpose: labels follow 
 
 
 def _write_folder(root: Path, per_class: int = 12, seed: int = 0) -> list[tuple[str, int]]:
-    """3 classes x per_class PNGs of varied sizes and modes; returns (relpath, label) sorted."""
+    """3 classes x per_class PNGs of varied sizes and modes; returns (relpath, label) in the
+    dataset's order: classes by sorted name, taken in turn (written here independently)."""
     rng = np.random.default_rng(seed)
     for c, cls in enumerate(CLASSES):
         (root / cls).mkdir(parents=True)
@@ -37,8 +38,8 @@ def _write_folder(root: Path, per_class: int = 12, seed: int = 0) -> list[tuple[
                 Image.fromarray(img).save(root / cls / f"{i:02d}.png")
     return [
         (f"{cls}/{i:02d}.png", label)
-        for label, cls in enumerate(sorted(CLASSES))
         for i in range(per_class)
+        for label, cls in enumerate(sorted(CLASSES))
     ]
 
 
@@ -88,7 +89,7 @@ def test_prepared_folder_reads_back_in_order_and_rebuilds_byte_identical(tmp_pat
     # The direct reader (no data_dir) sees the same examples.
     direct = load_image_dataset(str(root), "train", None, SIZE)
     np.testing.assert_array_equal(direct.read(0, 36)[0], images)
-    assert ds.identity.split(":")[1].endswith(direct.digest + "/1.0.0")
+    assert ds.identity.split(":")[1].endswith(direct.digest + "/1.1.0")
 
     # Rebuilding gives the same bytes. tfds writes each tf.train.Example with its feature map in
     # an order that varies between processes; every record must be the canonical encoding.

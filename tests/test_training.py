@@ -296,3 +296,46 @@ def test_mesh_rejects_indivisible_batch():
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", PYTHONPATH=str(REPO), JAX_PLATFORMS="cpu")
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert "ERR batch_size=6 is not divisible by the 4 devices" in out.stdout, out.stderr[-2000:]
+
+
+# ---- EMA of the parameters (train.ema_decay) ------------------------------------------------
+def test_ema_decay_ramp_by_hand():
+    from elt.core.train_step import ema_decay_at
+
+    # min(decay, (1 + step) / (10 + step)): 0.1 at step 0, 0.5 at step 8, capped at the decay.
+    np.testing.assert_allclose([float(ema_decay_at(s, 0.99)) for s in (0, 8, 80, 10_000)], [0.1, 0.5, 0.9, 0.99], rtol=1e-6)
+    with pytest.raises(ConfigError, match=r"^train\.ema_decay: must be in \(0, 1\) or null, got 1.0$"):
+        TrainConfig(ema_decay=1.0).check("train")
+
+
+def test_ema_follows_the_recursion_and_survives_a_checkpoint_restore(tmp_path):
+    import orbax.checkpoint as ocp
+
+    model = build_model(**TINY)
+    tc = TrainConfig(batch_size=8, steps=12, lr=3e-3, warmup_steps=2, ema_decay=0.9)
+    step = make_train_step(LOSSES, model, tc, 2, True, FAMILY_TRAIN)
+    batch = _batch()
+    state = create_train_state(model, tc, jax.random.key(0))
+    leaf = lambda tree: np.asarray(jax.tree_util.tree_leaves(tree)[0], np.float64)  # noqa: E731
+    ema = leaf(state.params)  # the EMA starts at the initial parameters
+    for s in range(6):
+        state, _ = step(state, batch, jax.random.key(s))
+        d = min(0.9, (1 + s) / (10 + s))  # independent of elt's ramp helper
+        ema = d * ema + (1 - d) * leaf(state.params)
+    np.testing.assert_allclose(leaf(state.ema_params), ema, rtol=1e-5, atol=1e-7)
+    assert not np.allclose(leaf(state.ema_params), leaf(state.params))  # it really averages
+    assert state.eval_params() is state.ema_params
+
+    # A run checkpointed at step 6 and resumed ends with the EMA of an uninterrupted run.
+    with ocp.StandardCheckpointer() as ck:
+        ck.save(tmp_path / "ckpt", state)
+        ck.wait_until_finished()
+        abstract = create_train_state(model, tc, jax.random.key(1))
+        resumed = ck.restore(tmp_path / "ckpt", abstract)
+    for s in range(6, 12):
+        state, _ = step(state, batch, jax.random.key(s))
+        resumed, _ = step(resumed, batch, jax.random.key(s))
+    np.testing.assert_array_equal(leaf(resumed.ema_params), leaf(state.ema_params))
+    # Without ema_decay there is no EMA and the raw parameters are published.
+    plain = create_train_state(model, TrainConfig(batch_size=8, steps=12), jax.random.key(0))
+    assert plain.ema_params is None and plain.eval_params() is plain.params

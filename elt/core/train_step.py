@@ -32,6 +32,26 @@ class TrainState(flax.struct.PyTreeNode):
     step: jax.Array
     params: Any
     opt_state: Any
+    ema_params: Any = None  # EMA of params (hyper.ema_decay), checkpointed with the state; None: off
+
+    def eval_params(self):
+        """What is published, evaluated and sampled: the EMA if there is one."""
+        return self.params if self.ema_params is None else self.ema_params
+
+
+def ema_decay_at(step, decay: float) -> jax.Array:
+    """The EMA decay at optimizer step ``step`` (0-based): min(decay, (1 + step) / (10 + step)).
+
+    The ramp (TF's ExponentialMovingAverage with num_updates) keeps early, random parameters from
+    dominating the average of a short run: at 0.9999 a constant decay would still weigh the
+    initialisation by e^-0.24 = 0.79 after 2,400 steps."""
+    step = jnp.asarray(step, jnp.float32)
+    return jnp.minimum(decay, (1.0 + step) / (10.0 + step))
+
+
+def update_ema(ema, params, step, decay: float):
+    d = ema_decay_at(step, decay)
+    return jax.tree_util.tree_map(lambda e, p: d * e + (1.0 - d) * p, ema, params)
 
 
 def make_tx(hyper) -> optax.GradientTransformation:
@@ -46,7 +66,8 @@ def create_train_state(model, hyper, rng: jax.Array, mesh=None) -> TrainState:
 
     def init(rng):
         params = model.init(rng)
-        return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
+        ema = jax.tree_util.tree_map(jnp.copy, params) if getattr(hyper, "ema_decay", None) else None
+        return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params), ema_params=ema)
 
     if mesh is None:
         return jax.jit(init)(rng)
@@ -96,7 +117,10 @@ def make_train_step(family, model, hyper, L_max: int, ilsd: bool, family_cfg, me
         (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, rng, state.step)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+        ema = state.ema_params
+        if ema is not None:
+            ema = update_ema(ema, params, state.step, hyper.ema_decay)
+        return TrainState(step=state.step + 1, params=params, opt_state=opt_state, ema_params=ema), metrics
 
     if mesh is None:
         return jax.jit(train_step, donate_argnums=0)

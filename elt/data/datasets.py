@@ -200,8 +200,10 @@ def tf_center_crop_resize(image, image_size: int):
 # --------------------------------------------------------------------------------------------
 class FolderImageDataset(ImageDataset):
     """`root/<class>/<image>`; classes are the sorted sub-folder names, labels their positions.
-    Its one split, "train", is the sorted listing; a slice of it (`train[:90%]`, `train[-300:]`)
-    takes the examples tfds would take of the folder's prepared data."""
+    Its one split, "train", takes the classes in turn (round robin over the classes, each class's
+    files in sorted order): class 0 file 0, class 1 file 0, ..., class 0 file 1, ... So a slice
+    of it (`train[:90%]`, `train[-10%:]`, what the prepared data's tfds slices take too) holds
+    every class in proportion, and a held-out slice is never one class that training never saw."""
 
     def __init__(self, root: str, image_size: int, split: str = "train"):
         self.root, self.image_size, self.split = root.rstrip("/"), image_size, split
@@ -215,7 +217,7 @@ class FolderImageDataset(ImageDataset):
                 f"image folder {root!r} has no class sub-folders (expected "
                 f"{root}/<class_name>/<image files>)"
             )
-        files: list[tuple[str, int]] = []
+        per_class: list[list[tuple[str, int]]] = []
         for label, cls in enumerate(classes):
             names = sorted(
                 n
@@ -227,12 +229,13 @@ class FolderImageDataset(ImageDataset):
                     f"image folder class {self.root}/{cls} holds no image files "
                     f"({', '.join(IMAGE_EXTENSIONS)})"
                 )
-            files.extend((f"{cls}/{n}", label) for n in names)
+            per_class.append([(f"{cls}/{n}", label) for n in names])
+        files = [f for j in range(max(map(len, per_class))) for c in per_class if j < len(c) for f in [c[j]]]
         self.classes = classes
         self.files = files
         self.num_classes = len(classes)
         self.num_examples = len(files)
-        # Digest of the sorted listing (class/file names and labels, not the root): the prepared
+        # Digest of the listing in that order (class/file names and labels, not the root): the prepared
         # tfds data of the folder is keyed by it (elt.data.folder_builder).
         digest = hashlib.sha256("\n".join(f"{p}\t{l}" for p, l in files).encode()).hexdigest()[:16]
         self.digest = digest

@@ -2,10 +2,11 @@
 `data.data_dir` when `data.dataset` is a folder path, and what every later stage then reads.
 
 * Classes are the sorted sub-folder names (ClassLabel names; labels are their positions), images
-  are read in the sorted listing order, center-cropped and resized to `image_size` with
-  `center_crop_resize` (the same pixels `FolderImageDataset` reads), stored as PNG (lossless).
-* The example order is the sorted listing (tfds shuffling disabled), so example i of the prepared
-  data is file i of the folder.
+  are read in `FolderImageDataset`'s order (round robin over the classes, each class's files
+  sorted), center-cropped and resized to `image_size` with `center_crop_resize` (the same pixels
+  `FolderImageDataset` reads), stored as PNG (lossless).
+* The example order is that listing (tfds shuffling disabled), so example i of the prepared data
+  is file i of the listing, and any slice (`train[:90%]`, `train[90%:]`) holds every class.
 * The config name is `<image_size>px-<listing digest>` (`32px-1f0c...`): a folder whose listing
   changed (files or classes added, removed, renamed) is a different data set, never a stale one.
   Only the listing is hashed (cheap, also for gs:// folders); images replaced in place under the
@@ -55,8 +56,11 @@ class DeterministicExampleWriter(tfds_writer.ExampleWriter):
 class EltImageFolder(tfds.core.GeneratorBasedBuilder):
     """An image folder (one sub-folder per class) as an image classification data set."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Sorted listing, center crop + bilinear resize, uint8 RGB PNG."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.0.0": "Sorted listing, center crop + bilinear resize, uint8 RGB PNG.",
+        "1.1.0": "Classes in turn (round robin), so that every slice holds every class.",
+    }
 
     def __init__(self, *, source: FolderImageDataset, **kwargs):
         self._source = source
@@ -66,7 +70,7 @@ class EltImageFolder(tfds.core.GeneratorBasedBuilder):
             digest=source.digest,
             description=(
                 f"image folder of {source.num_examples} images in {source.num_classes} classes "
-                f"(sorted listing sha256 {source.digest}), center-cropped and resized to "
+                f"(listing sha256 {source.digest}), center-cropped and resized to "
                 f"{source.image_size}x{source.image_size}x3"
             ),
         )
@@ -82,7 +86,7 @@ class EltImageFolder(tfds.core.GeneratorBasedBuilder):
                 }
             ),
             supervised_keys=("image", "label"),
-            disable_shuffling=True,  # example i = file i of the sorted listing
+            disable_shuffling=True,  # example i = file i of the listing (classes in turn)
         )
 
     def _split_generators(self, dl_manager):
@@ -101,7 +105,7 @@ class EltImageFolder(tfds.core.GeneratorBasedBuilder):
 
 
 def listing(root: str, image_size: int) -> FolderImageDataset:
-    """The folder's sorted listing (reads no image); FileNotFoundError if it does not exist."""
+    """The folder's listing (reads no image); FileNotFoundError if it does not exist."""
     if not tf.io.gfile.isdir(root):
         raise FileNotFoundError(f"image folder {root!r} does not exist")
     return FolderImageDataset(root, image_size)
