@@ -19,7 +19,7 @@ from typing import Any, Mapping
 import yaml
 
 # tokenizer kind -> its typed config (the `tokenizer` section), importable without jax
-TOKENIZER_CONFIGS = {"vq": ("elt.tokenizers.vq_config", "VQConfig")}
+TOKENIZER_CONFIGS = {"vq": ("elt.tokenizers.vq_config", "VQConfig"), "vae": ("elt.tokenizers.vae_config", "VAEConfig")}
 DEFAULT_FAMILY = "maskgit"  # a grid point without `family:` (params files older than families)
 # Keys that moved into a family's section: an old params file gets told where they went.
 MOVED = {

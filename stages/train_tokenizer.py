@@ -1,6 +1,7 @@
-"""Stage train_tokenizer: train the VQ tokenizer -> data/tokenizer/ (orbax + tokenizer.json +
-metrics.json) and data/tokenizer_metrics.json. With tokenizer.checkpoint set, the given
-pretrained tokenizer (any registered kind) is copied and evaluated instead.
+"""Stage train_tokenizer: train the tokenizer of `tokenizer.kind` (vq: VQ, vae: KL autoencoder)
+-> data/tokenizer/ (orbax + tokenizer.json + metrics.json) and data/tokenizer_metrics.json. With
+tokenizer.checkpoint set, the given pretrained tokenizer (any registered kind; for vae also a
+Stable Diffusion VAE .safetensors file) is copied or converted and evaluated instead.
 
     python stages/train_tokenizer.py --params params.yaml
 """
@@ -24,7 +25,11 @@ def main() -> None:
     args = ap.parse_args()
     params = load_params(args.params)
     data, tk = params.data, params.tokenizer
-    if tk.checkpoint:
+    if tk.kind == "vae":  # trains, or converts an SD .safetensors / copies a tokenizer folder
+        from elt.tokenizers.vae_train import train_vae
+
+        metrics = train_vae(data.dataset, data.train_split, data.data_dir, args.out, tk)
+    elif tk.checkpoint:
         from elt.tokenizers.pretrained import use_pretrained
 
         metrics = use_pretrained(tk.checkpoint, args.out, data.dataset, data.train_split, data.data_dir, data.image_size)

@@ -77,3 +77,7 @@ def _register_builtin() -> None:
         from elt.tokenizers.vq import VQTokenizer  # pylint: disable=import-outside-toplevel
 
         register_tokenizer("vq", VQTokenizer.load)
+    if "vae" not in _LOADERS:
+        from elt.tokenizers.vae import VAETokenizer  # pylint: disable=import-outside-toplevel
+
+        register_tokenizer("vae", VAETokenizer.load)
