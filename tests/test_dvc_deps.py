@@ -61,8 +61,16 @@ def project_files(script: Path, extra_roots=()) -> set[str]:
     return {p.relative_to(ROOT).as_posix() for p in seen}
 
 
+def _families() -> set[str]:
+    """The families every params file of the repository uses (the default and the presets)."""
+    return {
+        g.get("family", "maskgit")
+        for f in ROOT.glob("params*.yaml")
+        for g in yaml.safe_load(f.read_text())["grid"].values()
+    }
+
+
 def _stages():
-    grid = yaml.safe_load((ROOT / "params.yaml").read_text())["grid"]
     for name, stage in yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"].items():
         stage = stage.get("do", stage)  # foreach stages
         script = next(t for t in stage["cmd"].split() if t.startswith("stages/"))
@@ -70,7 +78,7 @@ def _stages():
         if not any("${item.family}" in d for d in deps):
             yield name, script, deps, ()
             continue
-        for family in sorted({g.get("family", "maskgit") for g in grid.values()}):
+        for family in sorted(_families()):
             deps_f = [d.replace("${item.family}", family) for d in deps]
             roots = [ROOT / d for d in deps_f if d.startswith(f"elt/families/{family}/")]
             yield f"{name}@{family}", script, deps_f, roots

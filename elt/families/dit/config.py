@@ -55,7 +55,7 @@ class TrainConfig:
     """`families.dit.train`: the noise schedule of training and the per-exit loss weight.
 
     lam(t) = -2 log tan(a t + b0) + shift, t ~ U(0, 1), with a, b0 fitted so that lam(0) =
-    lambda_max + shift and lam(1) = lambda_min + shift (elt/families/dit/schedule.py).
+    lambda_max + shift and lam(1) = lambda_min + shift (elt/families/dit/model.py, the noise process).
     """
 
     lambda_min: float = LAMBDA_MIN

@@ -1,5 +1,5 @@
 """Training side of the diffusion family: noising and the per-exit losses (GT and D of the ILSD
-combination in elt/core/ilsd.py), with v-prediction in log-SNR form (schedule.py).
+combination in elt/core/ilsd.py), with v-prediction in log-SNR form (the noise process in model.py).
 
 Per example: t ~ U(0, 1), lam = lam(t) (clipped, shifted cosine), eps ~ N(0, I),
 z = alpha x + sigma eps. The network predicts v; its x-prediction is x_hat = alpha z - sigma v_hat.
@@ -18,7 +18,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from elt.families.dit import schedule
+from elt.families.dit.model import cosine_logsnr, diffuse, elbo_factor, sigmoid_weight_x, v_from_x_eps, x_from_v
 from elt.families.dit.config import PATCH_SIZE, TrainConfig
 
 
@@ -28,9 +28,9 @@ def _per_example_mse(a: jax.Array, b: jax.Array) -> jax.Array:
 
 def loss_weight(t, lam, cfg: TrainConfig) -> jax.Array:
     """The per-example x-space weight w (see the module docstring)."""
-    w = schedule.sigmoid_weight_x(lam, cfg.sigmoid_bias)
+    w = sigmoid_weight_x(lam, cfg.sigmoid_bias)
     if cfg.elbo_weight:
-        w = w * schedule.elbo_factor(t, cfg.lambda_min, cfg.lambda_max)
+        w = w * elbo_factor(t, cfg.lambda_min, cfg.lambda_max)
     return w
 
 
@@ -54,23 +54,23 @@ def training_inputs(model, batch: dict, rng, cfg: TrainConfig | None = None):
     x = batch["latents"].astype(jnp.float32)
     r_t, r_eps = jax.random.split(rng)
     t = jax.random.uniform(r_t, (x.shape[0],), jnp.float32)
-    lam = schedule.cosine_logsnr(t, cfg.lambda_min, cfg.lambda_max, cfg.shift)
+    lam = cosine_logsnr(t, cfg.lambda_min, cfg.lambda_max, cfg.shift)
     eps = jax.random.normal(r_eps, x.shape, jnp.float32)
-    z = schedule.diffuse(x, eps, lam)
-    targets = {"x": x, "z": z, "lam": lam, "v": schedule.v_from_x_eps(x, eps, lam), "weight": loss_weight(t, lam, cfg)}
+    z = diffuse(x, eps, lam)
+    targets = {"x": x, "z": z, "lam": lam, "v": v_from_x_eps(x, eps, lam), "weight": loss_weight(t, lam, cfg)}
     return (z, batch["labels"], lam), targets
 
 
 def gt_loss(v_hat, targets, cfg=None) -> jax.Array:
     """w * ||x_hat - x||^2 (cfg unused: the weight was fixed by ``training_inputs``)."""
-    x_hat = schedule.x_from_v(targets["z"], v_hat, targets["lam"])
+    x_hat = x_from_v(targets["z"], v_hat, targets["lam"])
     return jnp.mean(targets["weight"] * _per_example_mse(x_hat, targets["x"]))
 
 
 def distill_loss(student_v, teacher_v, targets) -> jax.Array:
     """w * ||x_hat_T - x_hat_S||^2 on the x-predictions of the two exits."""
-    x_student = schedule.x_from_v(targets["z"], student_v, targets["lam"])
-    x_teacher = schedule.x_from_v(targets["z"], teacher_v, targets["lam"])
+    x_student = x_from_v(targets["z"], student_v, targets["lam"])
+    x_teacher = x_from_v(targets["z"], teacher_v, targets["lam"])
     return jnp.mean(targets["weight"] * _per_example_mse(x_student, x_teacher))
 
 
@@ -81,7 +81,7 @@ def eval_loss(v_hat, targets) -> jax.Array:
 
 def exit_metrics(v_hat, targets) -> dict:
     """Unweighted errors of one exit: x-space MSE (what the sampler's x_hat misses) and v-space MSE."""
-    x_hat = schedule.x_from_v(targets["z"], v_hat, targets["lam"])
+    x_hat = x_from_v(targets["z"], v_hat, targets["lam"])
     return {
         "mse_x": jnp.mean(_per_example_mse(x_hat, targets["x"])),
         "mse_v": jnp.mean(_per_example_mse(v_hat, targets["v"])),

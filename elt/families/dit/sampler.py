@@ -3,7 +3,7 @@
 Time grid t_k = (K - k)/K, k = 0..K-1, each step from t = t_k to s = t_{k+1} (uniform in t, so
 the clipped, shifted cosine schedule sets the log-SNR spacing). z_1 ~ N(0, I). Per step:
   1. v_hat after L loops, guided (below);  x_hat = alpha_t z - sigma_t v_hat;
-  2. ddpm: z_s ~ N(mean, var) of the ancestral step in log-SNR form (schedule.ddpm_moments):
+  2. ddpm: z_s ~ N(mean, var) of the ancestral step in log-SNR form (ddpm_moments):
            r = e^(lam_t - lam_s), mean = r (alpha_s/alpha_t) z_t + (1-r) alpha_s x_hat,
            var = (1-r) sigma_s^2  (google-research/diffusion_distillation dpm.py);
      ddim: z_s = alpha_s x_hat + sigma_s eps_hat, eps_hat = sigma_t z + alpha_t v_hat (eta = 0);
@@ -24,7 +24,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from elt.families.dit import schedule
+from elt.families.dit.model import cosine_logsnr, ddim_step, ddpm_moments, eps_from_v, x_from_v
 
 
 def guided_v(model, params, z, labels, lam, L, cfg_scale: float) -> jax.Array:
@@ -52,20 +52,20 @@ def run_sampler(v_fn, shape: tuple[int, ...], sc, rng: jax.Array) -> jax.Array:
     r_init, r_loop = jax.random.split(rng)
 
     def lam_at(t):
-        return schedule.cosine_logsnr(t, sc.lambda_min, sc.lambda_max, sc.shift)
+        return cosine_logsnr(t, sc.lambda_min, sc.lambda_max, sc.shift)
 
     def step(k, z):
         t = (K - k).astype(jnp.float32) / K
         s = (K - k - 1).astype(jnp.float32) / K
         lam_t, lam_s = lam_at(t), lam_at(s)
         v = v_fn(z, jnp.full((B,), lam_t))
-        x_hat = schedule.x_from_v(z, v, lam_t)
+        x_hat = x_from_v(z, v, lam_t)
         if sc.sampler == "ddpm":
-            mean, var = schedule.ddpm_moments(z, x_hat, lam_t, lam_s)
+            mean, var = ddpm_moments(z, x_hat, lam_t, lam_s)
             noise = jax.random.normal(jax.random.fold_in(r_loop, k), z.shape, jnp.float32)
             z_s = mean + jnp.sqrt(var) * noise
         else:
-            z_s = schedule.ddim_step(x_hat, schedule.eps_from_v(z, v, lam_t), lam_s)
+            z_s = ddim_step(x_hat, eps_from_v(z, v, lam_t), lam_s)
         return jnp.where(k == K - 1, x_hat, z_s)
 
     z1 = jax.random.normal(r_init, shape, jnp.float32)
