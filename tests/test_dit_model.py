@@ -4,6 +4,7 @@ against the matmuls of a traced forward and XLA's cost analysis."""
 
 import json
 import math
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -229,3 +230,23 @@ def test_formula_matches_traced_matmuls_and_xla_cost_analysis():
     # XLA adds the elementwise work the formula leaves out (LN, softmax, SiLU, modulation,
     # residuals, embeddings): a few % at d 128 (as tests/test_flops.py for the masked family).
     assert formula <= cost["flops"] <= 1.10 * formula, cost["flops"] / formula
+
+
+def test_the_paper_params_file_builds_table2s_models():
+    # params-imagenet256-dit.yaml's grid, through the parser and build_model as the train stage
+    # calls it (SD-VAE latents 32x32x4, 1000 classes), gives Table 2's parameter counts.
+    import yaml
+
+    from elt.config import parse_params
+    from elt.data.spec import LatentSpec
+
+    paper = parse_params(yaml.safe_load((Path(__file__).resolve().parents[1] / "params-imagenet256-dit.yaml").read_text()))
+    want = {"D-1x32-elt": 69e6, "D-4x8-elt": 271e6, "D-8x4-elt": 539e6, "D-16x1-unique": 1.1e9, "D-32x1-unique": 2.1e9}
+    for run, count in want.items():
+        point = paper.grid[run]
+        model = families.module("dit", "model").build_model(
+            LatentSpec((32, 32, 4), "float32"), 1000, paper.scales[point.scale], point.N)
+        got = model.num_params(jax.eval_shape(model.init, jax.random.key(0)))
+        assert abs(got / count - 1) < 0.03, (run, got, count)
+    assert paper.tokenizer.kind == "vae" and paper.tokenizer.checkpoint.endswith(".safetensors")
+    assert paper.family("D-8x4-elt").sample.steps == 512 and paper.train.ema_decay == 0.9999
