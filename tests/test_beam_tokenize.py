@@ -181,7 +181,7 @@ def test_image_folder_and_mocked_tfds_through_beam(setup_dirs, tmp_path):
     _, recs = read_shards(tmp_path / "out")
     assert m["num_classes"] == 2 and m["total"] == 10
     assert_same_tokens(recs["latents"], tok.encode(images), *top_two(tok, images))
-    np.testing.assert_array_equal(recs["labels"], [0] * 5 + [1] * 5)
+    np.testing.assert_array_equal(recs["labels"], [0, 1] * 5)  # a folder lists its classes in turn
     # A large tfds data set by name, its reader mocked. The mock patches tf.io.gfile globally
     # while reading (not thread-safe), so this run uses one in-process worker.
     import tensorflow_datasets as tfds
@@ -267,7 +267,7 @@ def test_float_latents_through_beam_are_byte_identical(setup_dirs, tmp_path):
     _, recs = read_shards(tmp_path / "f1")
     z = recs["latents"]
     assert z.shape == (12, 4, 4, 8) and z.dtype == np.float32
-    np.testing.assert_array_equal(recs["labels"], [0] * 6 + [1] * 6)
+    np.testing.assert_array_equal(recs["labels"], [0, 1] * 6)  # a folder lists its classes in turn
     # Every latent is bit-exactly the code vector of the id the VQ tokenizer picks (up to near-ties).
     codes = tok.latents_of(np.arange(32, dtype=np.int32).reshape(2, 4, 4)).reshape(32, 8)  # [K, D]
     ids = np.argmax(z @ codes.T, axis=-1).astype(np.int32)
