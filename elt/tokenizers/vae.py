@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import json
 import os
 from typing import Any, Sequence
@@ -32,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from elt.data.spec import LatentSpec
+from elt.tokenizers.shared import bucketed, weights_identity
 from elt.integrity import write_manifest
 from elt.tokenizers.vae_config import VAEConfig
 from elt.tokenizers.vq import to_float, to_uint8
@@ -247,32 +247,11 @@ class VAETokenizer:
     def identity(self) -> str:
         """sha256 of the JSON config, the scale factor and every weight's bytes (sorted key paths)."""
         if self._identity is None:
-            h = hashlib.sha256(
-                json.dumps(
-                    {"kind": self.kind, "config": dataclasses.asdict(self.cfg), "scale_factor": self.scale_factor},
-                    sort_keys=True,
-                ).encode()
-            )
-            for path, leaf in sorted(
-                jax.tree_util.tree_leaves_with_path(self.params), key=lambda kv: jax.tree_util.keystr(kv[0])
-            ):
-                h.update(jax.tree_util.keystr(path).encode())
-                h.update(np.ascontiguousarray(np.asarray(leaf, np.float32)).tobytes())
-            self._identity = f"{self.kind}-{h.hexdigest()}"
+            self._identity = weights_identity(self.kind, {"kind": self.kind, "config": dataclasses.asdict(self.cfg), "scale_factor": self.scale_factor}, self.params)
         return self._identity
 
     def _bucketed(self, fn, x):
-        # Pad each chunk to a power of two (<= max_batch) so a data set costs a few compiles, not one
-        # per distinct last-batch size.
-        out = []
-        for start in range(0, len(x), self.max_batch):
-            chunk = x[start : start + self.max_batch]
-            n = len(chunk)
-            size = min(self.max_batch, 1 << max(0, (n - 1).bit_length()))
-            if size != n:
-                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], size - n, axis=0)])
-            out.append(np.asarray(fn(self.params, chunk))[:n])
-        return np.concatenate(out)
+        return bucketed(fn, self.params, x, self.max_batch)
 
     def encode(self, images: np.ndarray) -> np.ndarray:
         """uint8 [B, H, W, 3] -> float32 [B, h, w, c]: posterior mean * scale_factor."""

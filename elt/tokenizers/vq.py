@@ -14,7 +14,6 @@ Images are uint8 outside the model and [-1, 1] floats inside.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -26,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from elt.data.spec import LatentSpec
+from elt.tokenizers.shared import bucketed, weights_identity
 from elt.integrity import write_manifest
 from elt.tokenizers.vq_config import VQConfig
 
@@ -217,32 +217,11 @@ class VQTokenizer:
     def identity(self) -> str:
         """sha256 of the JSON config and every weight's bytes (sorted key paths)."""
         if self._identity is None:
-            h = hashlib.sha256(
-                json.dumps(
-                    {"kind": self.kind, "config": dataclasses.asdict(self.cfg)}, sort_keys=True
-                ).encode()
-            )
-            for path, leaf in sorted(
-                jax.tree_util.tree_leaves_with_path(self.params),
-                key=lambda kv: jax.tree_util.keystr(kv[0]),
-            ):
-                h.update(jax.tree_util.keystr(path).encode())
-                h.update(np.ascontiguousarray(np.asarray(leaf, np.float32)).tobytes())
-            self._identity = f"{self.kind}-{h.hexdigest()}"
+            self._identity = weights_identity(self.kind, {"kind": self.kind, "config": dataclasses.asdict(self.cfg)}, self.params)
         return self._identity
 
     def _bucketed(self, fn, x):
-        # Pad each chunk to a power of two (<= max_batch) so a data set costs a few compiles, not one
-        # per distinct last-batch size.
-        out = []
-        for start in range(0, len(x), self.max_batch):
-            chunk = x[start : start + self.max_batch]
-            n = len(chunk)
-            size = min(self.max_batch, 1 << max(0, (n - 1).bit_length()))
-            if size != n:
-                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], size - n, axis=0)])
-            out.append(np.asarray(fn(self.params, chunk))[:n])
-        return np.concatenate(out)
+        return bucketed(fn, self.params, x, self.max_batch)
 
     def encode(self, images: np.ndarray) -> np.ndarray:
         images = np.asarray(images)
