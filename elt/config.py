@@ -18,7 +18,7 @@ from typing import Any, Mapping
 
 import yaml
 
-# tokenizer kind -> its typed config (the `tokenizer` section), importable without jax
+# tokenizer kind -> its typed config (a `families.<f>.tokenizer` section), importable without jax
 TOKENIZER_CONFIGS = {"vq": ("elt.tokenizers.vq_config", "VQConfig"), "vae": ("elt.tokenizers.vae_config", "VAEConfig")}
 DEFAULT_FAMILY = "maskgit"  # a grid point without `family:` (params files older than families)
 # Keys that moved into a family's section: an old params file gets told where they went.
@@ -30,6 +30,8 @@ MOVED = {
     "sample.temperature_scale": "families.maskgit.sample.temperature_scale",
     "sample.choice_temperature": "families.maskgit.sample.choice_temperature",
     "sample.cfg_scale": "sample.cfg_scales (a list: every run is sampled at every scale)",
+    "tokenizer": "families.<family>.tokenizer (each model family has its own tokenizer: the stages "
+                 "train_tokenizer@<family> and tokenize@<family> write data/tokenizer/<family> and data/tokens/<family>)",
     "eval.bootstrap": "eval.jackknife_groups (the jackknife replaced the bootstrap: at n << 2048 the bootstrap "
                       "std of FID is ~2-5x the true spread; elt/evaluation/spread.py)",
 }
@@ -245,6 +247,9 @@ class FamilyConfig:
     modality: str
     tokenizer_kind: str
     guidance: bool  # samples with classifier-free guidance (the CFG sweep applies)
+    # `families.<name>.tokenizer`, typed by its kind (elt/tokenizers/<kind>_config.py): trained by
+    # train_tokenizer@<name> into data/tokenizer/<name>; its tokens are data/tokens/<name>
+    tokenizer: Any = None
 
 
 @dataclass(frozen=True)
@@ -271,7 +276,6 @@ class EvalConfig:
 class Params:
     seed: int
     data: DataConfig
-    tokenizer: Any  # the tokenizer kind's config (elt/tokenizers/<kind>_config.py)
     tokenize: TokenizeConfig
     scales: Mapping[str, Scale]
     train: TrainConfig
@@ -285,6 +289,16 @@ class Params:
         if run not in self.grid:
             raise ConfigError("--run", f"{run!r} is not a key of `grid` (known: {', '.join(self.grid)})")
         return self.grid[run]
+
+    def grid_family(self, name: str | None, key: str = "--family") -> FamilyConfig:
+        """The family a per-family stage (train_tokenizer@F, tokenize@F) was asked for, or an error
+        naming it; None: the grid's only family."""
+        used = sorted({p.family for p in self.grid.values()})
+        if name is None and len(used) == 1:
+            name = used[0]
+        if name not in used:
+            raise ConfigError(key, f"{name!r} is not a family of the grid (its families: {', '.join(used)})")
+        return self.families[name]
 
     def family(self, run: str) -> FamilyConfig:
         """The settings of the family a grid point belongs to."""
@@ -320,8 +334,14 @@ class Params:
             "train": dataclasses.asdict(self.train_hyper(run)),
             "family": dataclasses.asdict(self.family(run).train),
             "data": dataclasses.asdict(self.data),
-            "tokenizer": dataclasses.asdict(self.tokenizer),
+            "tokenizer": dataclasses.asdict(self.family(run).tokenizer),
         }
+
+
+def family_paths(family: str) -> dict[str, str]:
+    """Where a family's tokenizer and tokens live (the stages' defaults; dvc.yaml names the same)."""
+    return {"tokenizer": f"data/tokenizer/{family}", "tokenizer_metrics": f"data/tokenizer_metrics/{family}.json",
+            "tokens": f"data/tokens/{family}", "tokens_heldout": f"data/tokens_heldout/{family}"}
 
 
 def config_hash(obj: Any) -> str:
@@ -417,14 +437,16 @@ def _positive(key: str, value: int | float, allow_zero: bool = False) -> None:
 def parse_params(raw: Mapping[str, Any], source: str = "params.yaml") -> Params:
     if not isinstance(raw, Mapping):
         raise ConfigError(source, "top level must be a mapping")
-    known = {"seed", "data", "tokenizer", "tokenize", "scales", "train", "grid", "sample", "eval", "families"}
+    known = {"seed", "data", "tokenize", "scales", "train", "grid", "sample", "eval", "families"}
+    for key in raw:
+        if key in MOVED:
+            raise ConfigError(key, f"moved to {MOVED[key]}")
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(unknown[0], f"unknown top-level key (known: {', '.join(sorted(known))})")
 
     data = parse_section(DataConfig, raw.get("data"), "data")
     _positive("data.image_size", data.image_size)
-    tokenizer = _parse_tokenizer(raw.get("tokenizer"), data)
     tokenize = parse_section(TokenizeConfig, raw.get("tokenize"), "tokenize")
     for name in ("batch_size", "num_shards", "direct_num_workers", "read_size"):
         _positive(f"tokenize.{name}", getattr(tokenize, name))
@@ -437,7 +459,7 @@ def parse_params(raw: Mapping[str, Any], source: str = "params.yaml") -> Params:
         str(name): parse_section(Scale, s, f"scales.{name}", required=("d_model", "mlp_dim", "num_heads"))
         for name, s in scales_raw.items()
     }
-    families = _parse_families(raw.get("families"))
+    families = _parse_families(raw.get("families"), data)
 
     grid_raw = raw.get("grid")
     if not isinstance(grid_raw, Mapping) or not grid_raw:
@@ -465,10 +487,16 @@ def parse_params(raw: Mapping[str, Any], source: str = "params.yaml") -> Params:
         L_min = dict(scales[point.scale].overrides).get("L_min", train.L_min)
         if point.ilsd and L_min >= point.L_max:
             raise ConfigError(f"{key}.L_max", f"ILSD needs L_min < L_max, got L_min={L_min}, L_max={point.L_max}")
-        kind = families[point.family].tokenizer_kind
-        if kind != tokenizer.kind:
-            raise ConfigError(f"{key}.family", f"family {point.family} models {kind!r} latents, but tokenizer.kind is {tokenizer.kind!r}")
+        if point.family not in (raw.get("families") or {}):
+            # dvc.yaml makes one tokenizer stage per section of `families`: a grid point's family needs one
+            raise ConfigError(f"{key}.family", f"family {point.family!r} has no section families.{point.family} "
+                              f"(at least its tokenizer: families.{point.family}.tokenizer.kind: "
+                              f"{families[point.family].tokenizer_kind})")
         grid[str(name)] = point
+    for name in raw.get("families") or {}:
+        if not any(p.family == name for p in grid.values()):
+            raise ConfigError(f"families.{name}", "no grid point uses this family: remove (or comment out) the "
+                              "section, or DVC trains its tokenizer (train_tokenizer@%s) for nothing" % name)
 
     sample = parse_section(SampleConfig, raw.get("sample"), "sample")
     evalc = parse_section(EvalConfig, raw.get("eval"), "eval")
@@ -479,28 +507,32 @@ def parse_params(raw: Mapping[str, Any], source: str = "params.yaml") -> Params:
     seed = raw.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ConfigError("seed", f"expected an integer, got {seed!r}")
-    return Params(seed, data, tokenizer, tokenize, scales, train, grid, sample, evalc, families)
+    return Params(seed, data, tokenize, scales, train, grid, sample, evalc, families)
 
 
-def _parse_tokenizer(raw: Any, data: DataConfig):
-    """`tokenizer`: parsed by its kind's own typed config, at the data's image size."""
+def _parse_tokenizer(raw: Any, data: DataConfig, key: str, family_kind: str):
+    """`families.<f>.tokenizer`: parsed by its kind's own typed config, at the data's image size.
+    Its kind must be the one the family models (``family_kind``, the default)."""
     import importlib  # pylint: disable=import-outside-toplevel
 
     raw = {} if raw is None else raw
     if not isinstance(raw, Mapping):
-        raise ConfigError("tokenizer", f"expected a mapping, got {type(raw).__name__}")
-    kind = raw.get("kind", "vq")
+        raise ConfigError(key, f"expected a mapping, got {type(raw).__name__}")
+    kind = raw.get("kind", family_kind)
     if kind not in TOKENIZER_CONFIGS:
-        raise ConfigError("tokenizer.kind", f"unknown tokenizer kind {kind!r} (known: {', '.join(TOKENIZER_CONFIGS)})")
+        raise ConfigError(f"{key}.kind", f"unknown tokenizer kind {kind!r} (known: {', '.join(TOKENIZER_CONFIGS)})")
+    if kind != family_kind:
+        raise ConfigError(f"{key}.kind", f"this family models {family_kind!r} latents, got kind {kind!r}")
     if "image_size" in raw:
-        raise ConfigError("tokenizer.image_size", "not a tokenizer setting: the tokenizer works at data.image_size")
+        raise ConfigError(f"{key}.image_size", "not a tokenizer setting: the tokenizer works at data.image_size")
     module, name = TOKENIZER_CONFIGS[kind]
-    return parse_section(getattr(importlib.import_module(module), name), {**raw, "image_size": data.image_size}, "tokenizer")
+    return parse_section(getattr(importlib.import_module(module), name), {**raw, "image_size": data.image_size}, key)
 
 
-def _parse_families(raw: Any) -> dict[str, FamilyConfig]:
-    """`families`: one section per family, each parsed by that family's own typed configs. Every
-    installed family gets its defaults, so a grid point may name a family the file does not list."""
+def _parse_families(raw: Any, data: DataConfig) -> dict[str, FamilyConfig]:
+    """`families`: one section per family, each parsed by that family's own typed configs, and its
+    tokenizer by the kind's. Every installed family gets its defaults here (parse_params then
+    requires a section for each family the grid uses: DVC makes its tokenizer stages from them)."""
     from elt import families as family_registry  # pylint: disable=import-outside-toplevel
 
     raw = {} if raw is None else raw
@@ -514,10 +546,10 @@ def _parse_families(raw: Any) -> dict[str, FamilyConfig]:
     for name in installed:
         key, section = f"families.{name}", raw.get(name) or {}
         if not isinstance(section, Mapping):
-            raise ConfigError(key, f"expected a mapping {{train, sample}}, got {type(section).__name__}")
-        extra = sorted(set(section) - {"train", "sample"})
+            raise ConfigError(key, f"expected a mapping {{tokenizer, train, sample}}, got {type(section).__name__}")
+        extra = sorted(set(section) - {"tokenizer", "train", "sample"})
         if extra:
-            raise ConfigError(f"{key}.{extra[0]}", "unknown key (known: sample, train)")
+            raise ConfigError(f"{key}.{extra[0]}", "unknown key (known: sample, tokenizer, train)")
         mod = family_registry.config_module(name)
         out[name] = FamilyConfig(
             name=name,
@@ -527,6 +559,9 @@ def _parse_families(raw: Any) -> dict[str, FamilyConfig]:
             modality=mod.MODALITY,
             tokenizer_kind=mod.TOKENIZER_KIND,
             guidance=mod.GUIDANCE,
+            # only the listed families have tokenizers (and tokenizer stages)
+            tokenizer=(_parse_tokenizer(section.get("tokenizer"), data, f"{key}.tokenizer", mod.TOKENIZER_KIND)
+                       if name in raw else None),
         )
     return out
 

@@ -3,9 +3,10 @@
     python stages/floor.py --params params.yaml
 
 For each metric: the metric of `sample.num_samples` held-out real images (`data.heldout_split`)
-against the reference statistics, and of their tokenizer reconstructions, over up to three
-disjoint draws (elt/evaluation/floor.py) -> data/floor/floor.json, which the aggregate prints
-beside every table and figure. Without a held-out split the file says so and holds no metric.
+against the reference statistics, and of their reconstructions by the tokenizer of each family
+the metric scores (data/tokenizer/FAMILY), over up to three disjoint draws (elt/evaluation/floor.py)
+-> data/floor/floor.json, which the aggregate prints beside every table and figure. Without a
+held-out split the file says so and holds no metric.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--ref", default="data/ref_stats")
-    ap.add_argument("--tokenizer", default="data/tokenizer")
+    ap.add_argument("--tokenizers", default="data/tokenizer", help="folder of one tokenizer per family")
     ap.add_argument("--out", default="data/floor", help="folder: floor.json")
     args = ap.parse_args(argv)
 
@@ -50,20 +51,22 @@ def main(argv=None) -> None:
             raise SystemExit(f"data.heldout_split: {data.heldout_split!r} holds {len(heldout)} images, fewer "
                              f"than sample.num_samples={n}; a floor at another sample count is not comparable")
         verify_manifest(Path(args.ref), "reference statistics", "rerun `dvc repro -f ref_stats`")
-        tokenizer = load_tokenizer(args.tokenizer, require_manifest=True)
         images, _ = heldout.read(0, len(heldout))
         ev = params.eval
         for name in params.quality_metrics():
+            scored = sorted({p.family for p in params.grid.values()
+                             if params.families[p.family].quality_metric == name})
+            tokenizers = {f: load_tokenizer(str(Path(args.tokenizers) / f), require_manifest=True) for f in scored}
             metric = metrics.get(name)(ev.weights, batch_size=ev.batch_size, jackknife_groups=ev.jackknife_groups,
                                        kid_subsets=ev.kid_subsets, seed=ev.ref_seed)
             with tqdm(total=draws, desc=f"floor {name}", unit="draw") as bar:
                 report["metrics"][name] = floor.real_data_floor(
-                    metric, Path(args.ref) / name, images, tokenizer, n, seed=params.seed, progress=bar)
+                    metric, Path(args.ref) / name, images, tokenizers, n, seed=params.seed, progress=bar)
             result = report["metrics"][name]
             report["draws"] = result["draws"]
+            recon = "; ".join(f"{k}: {v['mean']:.2f}" for k, v in result.items() if k.startswith("reconstruction"))
             print(f"floor: {name.upper()} of {n} held-out real images {result['real']['mean']:.2f} "
-                  f"(std over {draws} draws {result['real']['std'] or float('nan'):.2f}); "
-                  f"of their reconstructions {result['reconstruction']['mean']:.2f}", flush=True)
+                  f"(std over {draws} draws {result['real']['std'] or float('nan'):.2f}); {recon}", flush=True)
     # published whole or not at all: a killed run leaves only out.tmp, removed by the next one
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from elt.config import load_params, point_name  # noqa: E402
+from elt.config import family_paths, load_params, point_name  # noqa: E402
 
 
 def image_grid(images, ncol: int):
@@ -83,7 +83,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--run", required=True)
-    ap.add_argument("--tokenizer", default="data/tokenizer")
+    ap.add_argument("--tokenizer", default=None, help="default: data/tokenizer/FAMILY (the run's family)")
     ap.add_argument("--out", default=None, help="default: runs/RUN/samples")
     ap.add_argument("--work", default=".elt_work/sample", help="finished loop counts live here until published")
     args = ap.parse_args(argv)
@@ -118,7 +118,8 @@ def main(argv=None) -> None:
     from elt.workdir import atomic_write_text, publish_folder, remove_stale_tmp, save_npz, seal, sealed_info, tmp_tag
 
     verify_manifest(train_dir, "checkpoint", f"rerun `dvc repro -f train@{args.run}`")
-    tokenizer = load_tokenizer(args.tokenizer, require_manifest=True)
+    tokenizer_dir = args.tokenizer or family_paths(params.grid[args.run].family)["tokenizer"]
+    tokenizer = load_tokenizer(tokenizer_dir, require_manifest=True)
     # Resume per point: each finished point is a sealed folder work/<point>/ (files + DONE.json,
     # renamed into place), in a folder keyed by everything that determines the samples. Every point
     # restarts from the same seed (keys depend on the batch index only), so a point sampled in an
@@ -181,7 +182,7 @@ def main(argv=None) -> None:
         images = np.asarray(family.decode(tokenizer, latents))
         decode_seconds = time.perf_counter() - t
         if images.dtype != np.uint8:
-            raise SystemExit(f"tokenizer at {args.tokenizer} decoded {images.dtype}, expected uint8 images")
+            raise SystemExit(f"tokenizer at {tokenizer_dir} decoded {images.dtype}, expected uint8 images")
         ltmp = work / f"{name}.{tmp_tag()}"
         (ltmp / name).mkdir(parents=True)
         for j, im in enumerate(images):

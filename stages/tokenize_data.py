@@ -1,36 +1,39 @@
-"""Stage tokenize: Beam pipeline, data set split -> data/tokens/ (TFRecord shards + manifest),
-each example stored as an array by the tokenizer's latent spec (manifest "spec": shape, dtype,
-vocab_size): `data.train_split` into data/tokens, `data.heldout_split` (same pipeline, same
-format) into data/tokens_heldout. Without a held-out split (null) data/tokens_heldout holds a
-manifest of no examples (split null, no shards), so the output DVC declares always exists.
+"""Stage tokenize@FAMILY: Beam pipeline, data set split -> data/tokens/FAMILY/ (TFRecord shards
++ manifest), each example stored as an array by the family tokenizer's latent spec (manifest
+"spec": shape, dtype, vocab_size): `data.train_split` into data/tokens/FAMILY, `data.heldout_split`
+(same pipeline, same format) into data/tokens_heldout/FAMILY. Without a held-out split (null)
+the latter holds a manifest of no examples (split null, no shards), so the output DVC declares
+always exists.
 
-    python stages/tokenize_data.py --params params.yaml
+    python stages/tokenize_data.py --params params.yaml --family maskgit
 
 (Not named tokenize.py: a script's folder comes first on sys.path, and a stages/tokenize.py
 would shadow the standard library's `tokenize`, which inspect and linecache import.)
 """
 
 import argparse
-import dataclasses
 import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from elt.config import load_params  # noqa: E402
+from elt.config import family_paths, load_params  # noqa: E402
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--tokenizer", default="data/tokenizer")
-    ap.add_argument("--out", default="data/tokens")
-    ap.add_argument("--heldout-out", default=None, help="default: OUT_heldout (data/tokens_heldout)")
+    ap.add_argument("--family", default=None, help="a family of the grid (default: the grid's only one)")
+    ap.add_argument("--tokenizer", default=None, help="default: data/tokenizer/FAMILY")
+    ap.add_argument("--out", default=None, help="default: data/tokens/FAMILY")
+    ap.add_argument("--heldout-out", default=None, help="default: data/tokens_heldout/FAMILY")
     args = ap.parse_args()
     params = load_params(args.params)  # validated before any compute
+    paths = family_paths(params.grid_family(args.family).name)
+    args.tokenizer, args.out = args.tokenizer or paths["tokenizer"], args.out or paths["tokens"]
     data, tz = params.data, params.tokenize
-    heldout_out = args.heldout_out or f"{args.out.rstrip('/')}_heldout"
+    heldout_out = args.heldout_out or paths["tokens_heldout"]
 
     from elt.data.beam_tokenize import run, write_empty
     from elt.data.shards import spec_of

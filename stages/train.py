@@ -2,9 +2,9 @@
 
     python stages/train.py --params params.yaml --run small-2x3-elt
 
-Reads data/tokens, writes runs/RUN/train/ (final orbax checkpoint, model.json, metrics.json)
+Reads data/tokens/FAMILY, writes runs/RUN/train/ (final orbax checkpoint, model.json, metrics.json)
 and runs/RUN/curve.csv (DVC plot). metrics.json's per-exit losses ("held_out_loss_per_exit") are
-measured on data/tokens_heldout, the tokens of `data.heldout_split` (at most 512 of them); without
+measured on data/tokens_heldout/FAMILY, the tokens of `data.heldout_split` (at most 512 of them); without
 a held-out split (null) on 256 training examples, and "exit_loss_data" says which.
 Resumes automatically: checkpoints go to a work folder (.elt_work/train/RUN/<config hash>/) that
 DVC does not wipe, and a rerun with the same configuration continues from the last one. Data
@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from elt.config import config_hash, load_params  # noqa: E402
+from elt.config import config_hash, family_paths, load_params  # noqa: E402
 
 EXIT_LOSS_CAP = 512  # held-out examples the per-exit losses are measured on, at most
 EXIT_LOSS_SEED = 1234  # which examples, when there are more (a seeded choice, as ever)
@@ -79,8 +79,8 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--run", required=True, help="grid point name (a key of params.yaml `grid`)")
-    ap.add_argument("--tokens", default="data/tokens")
-    ap.add_argument("--heldout-tokens", default=None, help="default: TOKENS_heldout (data/tokens_heldout)")
+    ap.add_argument("--tokens", default=None, help="default: data/tokens/FAMILY (the run's family)")
+    ap.add_argument("--heldout-tokens", default=None, help="default: data/tokens_heldout/FAMILY")
     ap.add_argument("--out", default=None, help="default: runs/RUN/train")
     ap.add_argument("--work", default=".elt_work/train", help="resumable checkpoints live here")
     ap.add_argument("--stop-after", type=int, default=None, help="exit after this step (tests of resume)")
@@ -92,6 +92,8 @@ def main(argv=None) -> None:
     hyper = params.train_hyper(args.run)
     scale = params.scales[point.scale]
     out = Path(args.out or f"runs/{args.run}/train")
+    paths = family_paths(point.family)
+    tokens_dir = args.tokens or paths["tokens"]
     curve_path = out.parent / "curve.csv"
     run_cfg = params.run_config(args.run)
     # The checkpoints are resumed on a match of what determines the parameters: not the held-out
@@ -116,12 +118,12 @@ def main(argv=None) -> None:
     from elt.core.batches import StepBatches
 
     # ---------------------------------------------------------------- data
-    latents = LatentData(args.tokens)  # verifies every shard against the manifest first
+    latents = LatentData(tokens_dir)  # verifies every shard against the manifest first
     losses, family_cfg = families.module(point.family, "losses"), params.family(args.run)
     losses.check_latents(latents.spec)
     data = StepBatches(latents, jax.process_index(), jax.process_count())
     split = params.data.heldout_split
-    held_data = heldout_tokens(split, args.heldout_tokens or f"{args.tokens.rstrip('/')}_heldout", latents)
+    held_data = heldout_tokens(split, args.heldout_tokens or paths["tokens_heldout"], latents)
     if held_data is not None:
         held = heldout_batch(held_data)
         n = len(held["labels"])

@@ -1,9 +1,10 @@
-"""Stage train_tokenizer: train the tokenizer of `tokenizer.kind` (vq: VQ, vae: KL autoencoder)
--> data/tokenizer/ (orbax + tokenizer.json + metrics.json) and data/tokenizer_metrics.json. With
-tokenizer.checkpoint set, the given pretrained tokenizer (any registered kind; for vae also a
-Stable Diffusion VAE .safetensors file) is copied or converted and evaluated instead.
+"""Stage train_tokenizer@FAMILY: train the family's tokenizer (`families.FAMILY.tokenizer`, by
+its kind: vq: VQ, vae: KL autoencoder) -> data/tokenizer/FAMILY/ (orbax + tokenizer.json +
+metrics.json) and data/tokenizer_metrics/FAMILY.json. With its `checkpoint` set, the given
+pretrained tokenizer (any registered kind; for vae also a Stable Diffusion VAE .safetensors file)
+is copied or converted and evaluated instead.
 
-    python stages/train_tokenizer.py --params params.yaml
+    python stages/train_tokenizer.py --params params.yaml --family maskgit
 """
 
 import argparse
@@ -13,18 +14,22 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from elt.config import load_params  # noqa: E402
+from elt.config import family_paths, load_params  # noqa: E402
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--out", default="data/tokenizer")
+    ap.add_argument("--family", default=None, help="a family of the grid (default: the grid's only one)")
+    ap.add_argument("--out", default=None, help="default: data/tokenizer/FAMILY")
     # DVC metrics must live outside the cached `outs` folder: a copy of out/metrics.json.
-    ap.add_argument("--metrics", default="data/tokenizer_metrics.json")
+    ap.add_argument("--metrics", default=None, help="default: data/tokenizer_metrics/FAMILY.json")
     args = ap.parse_args()
     params = load_params(args.params)
-    data, tk = params.data, params.tokenizer
+    family = params.grid_family(args.family)
+    paths = family_paths(family.name)
+    args.out, args.metrics = args.out or paths["tokenizer"], args.metrics or paths["tokenizer_metrics"]
+    data, tk = params.data, family.tokenizer
     if tk.kind == "vae":  # trains, or converts an SD .safetensors / copies a tokenizer folder
         from elt.tokenizers.vae_train import train_vae
 

@@ -16,8 +16,8 @@ CODE = ["elt", "stages", "dvc.yaml", "pyproject.toml", ".dvcignore"]
 
 # A grid that exercises every kind (ILSD, vanilla, unique) on two scales in a few minutes.
 TOY_FAMILY = ROOT / "tests" / "toy_family"  # a test-only family, installed as elt/families/toy
+TINY_TOKENIZER = {"steps": 60, "batch_size": 32, "codebook_size": 32, "channels": 32, "embed_dim": 16}
 TINY_PARAMS_OVERRIDES = {
-    "tokenizer": {"steps": 60, "batch_size": 32, "codebook_size": 32, "channels": 32, "embed_dim": 16},
     "tokenize": {"num_shards": 2, "direct_num_workers": 2, "batch_size": 256},
     "scales": {
         "tiny": {"d_model": 32, "mlp_dim": 64, "num_heads": 2},
@@ -29,7 +29,7 @@ TINY_PARAMS_OVERRIDES = {
         "tiny-1x2-vanilla": {"family": "maskgit", "scale": "tiny", "N": 1, "L_max": 2, "ilsd": False},
         "micro-2x1-unique": {"family": "maskgit", "scale": "micro", "N": 2, "L_max": 1, "ilsd": False},
     },
-    "families": {"maskgit": {"sample": {"steps": 4}}},
+    "families": {"maskgit": {"tokenizer": TINY_TOKENIZER, "sample": {"steps": 4}}},
     # two guidance scales: the CFG sweep (maskgit runs; the toy family has no guidance)
     "sample": {"loops": [1, 2, 3], "num_samples": 20, "batch_size": 20, "cfg_scales": [1.0, 2.0]},
     "eval": {"batch_size": 32, "ref_num_images": 64},
@@ -49,7 +49,9 @@ def tiny_params(toy: bool = False) -> dict:
             raw[section] = {**raw[section], **values}
     if toy:
         raw["grid"]["toy-1x2-elt"] = {"family": "toy", "scale": "micro", "N": 1, "L_max": 2, "ilsd": True}
-        raw["families"]["toy"] = {"train": {"noise": 0.5}, "sample": {"steps": 2}}
+        # its own tokenizer (another VQ: fewer steps, other seed), as every family has
+        raw["families"]["toy"] = {"tokenizer": {**TINY_TOKENIZER, "kind": "vq", "steps": 30, "seed": 1},
+                                  "train": {"noise": 0.5}, "sample": {"steps": 2}}
     return raw
 
 

@@ -60,10 +60,13 @@ def test_default_and_paper_params_parse():
         ("sample.cfg_scales", 2.0, "sample.cfg_scales"),  # a list, not a number
         ("train.steps", "many", "train.steps"),
         ("train.lr", "fast", "train.lr"),
-        ("tokenizer.kind", "magic", "tokenizer.kind"),
-        ("tokenizer.downsample", 5, "tokenizer.downsample"),
-        ("tokenizer.codebook_size", 1, "tokenizer.codebook_size"),  # once failed 8 s into training
-        ("tokenizer.image_size", 64, "tokenizer.image_size"),  # the data's, not the tokenizer's
+        ("families.maskgit.tokenizer.kind", "magic", "families.maskgit.tokenizer.kind"),
+        ("families.maskgit.tokenizer.kind", "vae", "families.maskgit.tokenizer.kind"),  # not the family's kind
+        ("families.maskgit.tokenizer.downsample", 5, "families.maskgit.tokenizer.downsample"),
+        # once failed 8 s into training
+        ("families.maskgit.tokenizer.codebook_size", 1, "families.maskgit.tokenizer.codebook_size"),
+        # the data's, not the tokenizer's
+        ("families.maskgit.tokenizer.image_size", 64, "families.maskgit.tokenizer.image_size"),
         ("eval.ref_num_images", 1, "eval.ref_num_images"),
     ],
 )
@@ -144,3 +147,31 @@ def test_unknown_run_name_is_named():
     assert p.point("tiny-2x3-elt").N == 2
     with pytest.raises(ConfigError, match=r"^--run: 'nope' is not a key of `grid`"):
         p.point("nope")
+
+
+def test_each_family_has_its_own_tokenizer_section():
+    """dvc.yaml makes train_tokenizer@F / tokenize@F from the sections of `families`: a grid family
+    without one, a section no grid point uses, and the old top-level `tokenizer` fail by key."""
+    raw = copy.deepcopy(DEFAULT)
+    raw["tokenizer"] = raw["families"]["maskgit"].pop("tokenizer")
+    with pytest.raises(ConfigError, match=r"^tokenizer: moved to families\.<family>\.tokenizer"):
+        parse_params(raw)
+    raw = copy.deepcopy(DEFAULT)
+    del raw["families"]["maskgit"]
+    with pytest.raises(ConfigError) as e:
+        parse_params(raw)
+    assert e.value.key.endswith(".family") and "families.maskgit" in str(e.value)
+    raw = copy.deepcopy(DEFAULT)
+    raw["families"]["dit"] = {"tokenizer": {"kind": "vae"}}
+    with pytest.raises(ConfigError) as e:
+        parse_params(raw)
+    assert e.value.key == "families.dit" and "train_tokenizer@dit" in str(e.value)
+    # two families side by side: each gets its own kind of tokenizer, and the stages find theirs
+    raw["grid"]["dit-1x2"] = {"family": "dit", "scale": "tiny", "N": 1, "L_max": 2, "ilsd": True}
+    params = parse_params(raw)
+    assert params.families["maskgit"].tokenizer.kind == "vq" and params.families["dit"].tokenizer.kind == "vae"
+    assert params.grid_family("dit").name == "dit"
+    with pytest.raises(ConfigError, match="--family"):
+        params.grid_family(None)  # two families: the stage must be told which
+    assert params.run_config("dit-1x2")["tokenizer"]["kind"] == "vae"
+

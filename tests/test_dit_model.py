@@ -248,5 +248,6 @@ def test_the_paper_params_file_builds_table2s_models():
             LatentSpec((32, 32, 4), "float32"), 1000, paper.scales[point.scale], point.N)
         got = model.num_params(jax.eval_shape(model.init, jax.random.key(0)))
         assert abs(got / count - 1) < 0.03, (run, got, count)
-    assert paper.tokenizer.kind == "vae" and paper.tokenizer.checkpoint.endswith(".safetensors")
+    tok = paper.families["dit"].tokenizer
+    assert tok.kind == "vae" and tok.checkpoint.endswith(".safetensors")
     assert paper.family("D-8x4-elt").sample.steps == 512 and paper.train.ema_decay == 0.9999

@@ -53,9 +53,9 @@ def test_train_stage_stops_at_the_diverged_step(tmp_path):
     )
     params["scales"] = {"micro": {"d_model": 16, "mlp_dim": 32, "num_heads": 2}}
     params["grid"] = {RUN: {"scale": "micro", "N": 1, "L_max": 2, "ilsd": True}}
-    params["data"]["heldout_split"] = None  # only data/tokens is written below
+    params["data"]["heldout_split"] = None  # only data/tokens/maskgit is written below
     repo = make_repo(tmp_path / "repo", params)
-    write_tokens(repo / "data" / "tokens")
+    write_tokens(repo / "data" / "tokens" / "maskgit")
 
     env = env_for()
     for name in ("MLFLOW_TRACKING_URI", "DVC_ROOT"):  # track into the temporary repository

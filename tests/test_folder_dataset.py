@@ -139,7 +139,7 @@ def _folder_params(folder: Path) -> dict:
     # holds folder images out by slices)
     p["data"] = {**p["data"], "dataset": str(folder), "image_size": SIZE, "train_split": "train",
                  "heldout_split": None}
-    p["tokenizer"].update(steps=30, batch_size=16, codebook_size=16, channels=16, embed_dim=8)
+    p["families"]["maskgit"]["tokenizer"].update(steps=30, batch_size=16, codebook_size=16, channels=16, embed_dim=8)
     p["tokenize"].update(num_shards=1, direct_num_workers=1, batch_size=64)
     p["scales"] = {"micro": {"d_model": 16, "mlp_dim": 32, "num_heads": 2}}
     p["train"].update(steps=20, batch_size=12, warmup_steps=2, checkpoint_every=20, log_every=10)
@@ -159,10 +159,10 @@ def test_dag_end_to_end_on_an_image_folder(tmp_path):
     dvc(repo, "repro", timeout=900)
 
     assert any((repo / "data" / "tfds").rglob("dataset_info.json"))
-    manifest = json.loads((repo / "data" / "tokens" / "manifest.json").read_text())
+    manifest = json.loads((repo / "data" / "tokens" / "maskgit" / "manifest.json").read_text())
     assert manifest["total"] == 36 and manifest["num_classes"] == 3
     assert manifest["dataset"].startswith(f"tfds:elt_image_folder/{SIZE}px-")
-    heldout = json.loads((repo / "data" / "tokens_heldout" / "manifest.json").read_text())
+    heldout = json.loads((repo / "data" / "tokens_heldout" / "maskgit" / "manifest.json").read_text())
     assert heldout["total"] == 0 and heldout["split"] is None and heldout["shards"] == []
     metrics = json.loads((repo / "runs" / RUN / "train" / "metrics.json").read_text())
     assert metrics["exit_loss_data"].startswith("train (no data.heldout_split")

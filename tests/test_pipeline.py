@@ -57,15 +57,19 @@ def _restore(repo: Path) -> None:
 
 
 def test_every_output_and_metric_exists_and_is_sane(repo):
-    assert (repo / "data" / "tokens" / "manifest.json").exists()
     assert (repo / "data" / "ref_stats" / "fid" / "stats.npz").exists()
-    manifest = json.loads((repo / "data" / "tokens" / "manifest.json").read_text())
-    assert manifest["total"] == 1497 and manifest["spec"]["shape"] == [8, 8]  # train[:1497]
-    heldout = json.loads((repo / "data" / "tokens_heldout" / "manifest.json").read_text())
-    assert heldout["total"] == 300 and heldout["split"] == "train[1497:]"  # data.heldout_split
-    assert heldout["tokenizer"] == manifest["tokenizer"] and heldout["spec"] == manifest["spec"]
-    # the tokenizer never saw the held-out images either
-    assert json.loads((repo / "data" / "tokenizer_metrics.json").read_text())["num_images"] == 1497
+    identities = {}
+    for family, steps in (("maskgit", 60), ("toy", 30)):  # one tokenizer and one token set per family
+        manifest = json.loads((repo / "data" / "tokens" / family / "manifest.json").read_text())
+        assert manifest["total"] == 1497 and manifest["spec"]["shape"] == [8, 8]  # train[:1497]
+        heldout = json.loads((repo / "data" / "tokens_heldout" / family / "manifest.json").read_text())
+        assert heldout["total"] == 300 and heldout["split"] == "train[1497:]"  # data.heldout_split
+        assert heldout["tokenizer"] == manifest["tokenizer"] and heldout["spec"] == manifest["spec"]
+        # the tokenizer never saw the held-out images either
+        tok = json.loads((repo / "data" / "tokenizer_metrics" / f"{family}.json").read_text())
+        assert tok["num_images"] == 1497 and tok["steps"] == steps, tok
+        identities[family] = manifest["tokenizer"]
+    assert identities["maskgit"] != identities["toy"]
     for name in RUNS + [TOY]:
         ev = json.loads((repo / "runs" / name / "eval.json").read_text())
         assert ev["metric"] == "fid" and ev["family"] == ("toy" if name == TOY else "maskgit")
@@ -123,8 +127,12 @@ def test_every_output_and_metric_exists_and_is_sane(repo):
     assert floor["num_samples"] == 20
     fid_floor = floor["metrics"]["fid"]
     assert fid_floor["draws"] == 3 and len(fid_floor["real"]["values"]) == 3
-    assert 0 < fid_floor["real"]["mean"] < fid_floor["reconstruction"]["mean"]  # the tokenizer loses detail
-    assert "floor" in (repo / "results" / "summary.md").read_text().lower()
+    # two families scored by FID: the real images once, the reconstructions by each family's tokenizer
+    assert sorted(fid_floor) == ["draws", "num_samples", "real", "reconstruction:maskgit", "reconstruction:toy"]
+    for family in ("maskgit", "toy"):  # the tokenizer loses detail
+        assert 0 < fid_floor["real"]["mean"] < fid_floor[f"reconstruction:{family}"]["mean"]
+    summary = (repo / "results" / "summary.md").read_text()
+    assert "floor" in summary.lower() and "toy reconstruction floor" in summary
     assert _stale(repo) == set()
 
 
@@ -141,6 +149,14 @@ def test_adding_a_scale_and_grid_point_stales_only_that_point(repo):
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     try:
         assert _stale(repo) == {f"{s}@nano-1x2-elt" for s in PER_RUN} | {"aggregate"}
+    finally:
+        _restore(repo)
+
+
+def test_a_family_tokenizer_setting_reruns_only_that_familys_tokenizer(repo):
+    _edit_params(repo, lambda p: p["families"]["toy"]["tokenizer"].update(steps=31))
+    try:  # downstream (tokenize@toy, the toy's runs, the floor) follows once it reruns
+        assert _stale(repo) == {"train_tokenizer@toy"}
     finally:
         _restore(repo)
 
@@ -286,7 +302,8 @@ STAGE_SECONDS = {"prepare_data": 8, "train_tokenizer": 20, "tokenize": 25, "fetc
 
 
 def _dag_stages() -> list[str]:
-    head = ["prepare_data", "train_tokenizer", "tokenize", "fetch_fid_weights", "ref_stats", "floor"]
+    head = ["prepare_data", "train_tokenizer@maskgit", "train_tokenizer@toy", "tokenize@maskgit", "tokenize@toy",
+            "fetch_fid_weights", "ref_stats", "floor"]
     return head + [f"{s}@{r}" for s in ("train", "sample", "evaluate") for r in RUNS + [TOY]] + ["aggregate"]
 
 
@@ -318,6 +335,7 @@ def test_dag_survives_kill_9_in_every_stage(repo, tmp_path):
     assert not list(killed.glob("data/*.tmp*")) and not list(killed.glob("runs/*/*.tmp"))
 
     for rel in sorted(p.relative_to(repo / "data" / "tokens") for p in (repo / "data" / "tokens").rglob("*") if p.is_file()):
+        # every family's tokens (data/tokens/<family>/...)
         assert (repo / "data" / "tokens" / rel).read_bytes() == (killed / "data" / "tokens" / rel).read_bytes(), rel
     for name in RUNS + [TOY]:
         for x, y in zip(_final_params(repo / "runs" / name / "train"), _final_params(killed / "runs" / name / "train")):
@@ -353,17 +371,17 @@ def test_tokenized_data_shared_through_a_gcs_remote(repo, tmp_path):
         clone = tmp_path / "machine_b"
         run(["git", "clone", "-q", str(repo), str(clone)], tmp_path)
         point_remote_at_emulator(clone, endpoint)
-        dvc(clone, "pull", "data/tokens", env=env)  # only the tokens, for someone who wants them
+        dvc(clone, "pull", "data/tokens/maskgit", env=env)  # only one family's tokens, for someone who wants them
         # only the tokens came: no dataset, no checkpoints (metrics files are in git, not pulled)
         assert not (clone / "data" / "tfds").exists() and not (clone / "runs" / RUNS[0] / "train").exists()
-        src = sorted(p.relative_to(repo) for p in (repo / "data" / "tokens").rglob("*") if p.is_file())
+        src = sorted(p.relative_to(repo) for p in (repo / "data" / "tokens" / "maskgit").rglob("*") if p.is_file())
         dst = sorted(p.relative_to(clone) for p in (clone / "data" / "tokens").rglob("*") if p.is_file())
         assert src == dst and src
         for rel in src:
             assert (repo / rel).read_bytes() == (clone / rel).read_bytes(), rel
 
         dvc(clone, "pull", env=env)
-        proc = dvc(clone, "repro", "tokenize", env=env)
-        assert "Running stage 'tokenize'" not in proc.stdout, proc.stdout
+        proc = dvc(clone, "repro", "tokenize@maskgit", env=env)
+        assert "Running stage 'tokenize@maskgit'" not in proc.stdout, proc.stdout
         assert "didn't change, skipping" in proc.stdout or "is cached" in proc.stdout
     run(["git", "reset", "-q", "--hard", "HEAD~1"], repo)

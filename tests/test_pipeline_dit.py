@@ -17,7 +17,7 @@ RUNS = ("tiny-1x2-elt", "tiny-1x2-vanilla", "micro-2x1-unique")
 
 def _tiny_dit_params() -> dict:
     raw = yaml.safe_load((ROOT / "params-dit-digits.yaml").read_text())
-    raw["tokenizer"].update(steps=40, batch_size=32)
+    raw["families"]["dit"]["tokenizer"].update(steps=40, batch_size=32)
     raw["tokenize"].update(num_shards=2, batch_size=256)
     raw["scales"] = {"tiny": {"d_model": 32, "mlp_dim": 64, "num_heads": 2}, "micro": {"d_model": 16, "mlp_dim": 32, "num_heads": 2}}
     raw["train"].update(steps=30, batch_size=32, warmup_steps=5, checkpoint_every=10, log_every=10)
@@ -36,9 +36,9 @@ def test_the_dit_params_file_runs_end_to_end(tmp_path):
     repo = make_repo(tmp_path / "repo", params=_tiny_dit_params())
     dvc(repo, "repro", env=env_for(), timeout=3000)  # tracking: the default local store
 
-    tok = json.loads((repo / "data" / "tokenizer_metrics.json").read_text())
+    tok = json.loads((repo / "data" / "tokenizer_metrics" / "dit.json").read_text())
     assert tok["psnr"] > 10 and np.isfinite(tok["scale_factor"]) and tok["scale_factor"] > 0
-    manifest = json.loads((repo / "data" / "tokens" / "manifest.json").read_text())
+    manifest = json.loads((repo / "data" / "tokens" / "dit" / "manifest.json").read_text())
     assert manifest["spec"]["dtype"] == "float32" and manifest["spec"]["shape"] == [8, 8, 4]
     for run in RUNS:
         model = json.loads((repo / "runs" / run / "train" / "model.json").read_text())

@@ -29,7 +29,7 @@ def _params() -> dict:
     p = tiny_params()
     p["scales"] = {"tiny": p["scales"]["tiny"]}
     p["grid"] = {RUN: p["grid"][RUN]}
-    p["tokenizer"].update(steps=10)
+    p["families"]["maskgit"]["tokenizer"].update(steps=10)
     p["train"].update(steps=4, warmup_steps=1, checkpoint_every=2, log_every=2)
     p["sample"].update(loops=[1, 2, 3], num_samples=10, batch_size=10, cfg_scales=[1.0])
     p["families"]["maskgit"]["sample"]["steps"] = 2
@@ -181,7 +181,7 @@ def test_tokenize_removes_the_temp_folder_of_a_killed_run(repo, env, tmp_path):
     rerun = run(cmd, repo, env=env)
     assert f"tokenize: removed 1 temp folder(s) of killed runs: {stale[0]}" in rerun.stdout
     assert not list(tmp_path.glob("tokens.tmp-*"))
-    original = repo / "data" / "tokens"
+    original = repo / "data" / "tokens" / "maskgit"
     assert _files(out) == _files(original)
     for name in _files(out):
         assert (out / name).read_bytes() == (original / name).read_bytes(), name

@@ -8,7 +8,8 @@ Written by the floor stage (default data/floor/floor.json):
 
 "real" = held-out real images against the runs' reference statistics (the best any model can
 expect at that n); "reconstruction" = the same images through the tokenizer (the best a model on
-these tokens can expect). "std" is over disjoint draws (null with one draw). A missing file is
+these tokens can expect); when several families (each with its own tokenizer) share the metric,
+one "reconstruction:<family>" per family instead. "std" is over disjoint draws (null with one draw). A missing file is
 "no floor computed" (load_floor returns None); a malformed one is a FloorFileError naming the
 file and key.
 """
@@ -22,6 +23,11 @@ from pathlib import Path
 from typing import Any, Mapping
 
 KINDS = ("real", "reconstruction")
+FAMILY_KIND = "reconstruction:"  # + family name: one family's reconstructions
+
+
+def is_kind(key: str) -> bool:
+    return key in KINDS or (key.startswith(FAMILY_KIND) and len(key) > len(FAMILY_KIND))
 
 
 class FloorFileError(ValueError):
@@ -60,6 +66,10 @@ class Floor:
     def get(self, metric: str, kind: str) -> FloorValue | None:
         return self.metrics.get(metric, {}).get(kind)
 
+    def kinds(self, metric: str) -> list[str]:
+        """The kinds the file holds for `metric`: real first, then the reconstructions."""
+        return sorted(self.metrics.get(metric, {}), key=lambda k: (k != "real", k))
+
 
 def _number(value: Any) -> bool:
     return (isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -92,11 +102,11 @@ def parse_floor(data: Any, path: str | Path) -> Floor:
     metrics: dict[str, dict[str, FloorValue]] = {}
     for metric, kinds in data["metrics"].items():
         where = f"metrics.{metric}"
-        require(isinstance(kinds, dict) and any(k in kinds for k in KINDS), where,
-                f"must be an object with {' and/or '.join(KINDS)}")
+        require(isinstance(kinds, dict) and any(is_kind(k) for k in kinds), where,
+                f"must be an object with {' and/or '.join(KINDS)} (or {FAMILY_KIND}<family>)")
         metrics[metric] = {}
-        for kind in KINDS:
-            if kind not in kinds:
+        for kind in kinds:
+            if not is_kind(kind):
                 continue
             v, at = kinds[kind], f"{where}.{kind}"
             require(isinstance(v, dict), at, "must be an object")

@@ -86,9 +86,11 @@ FloorLine = tuple[str, float, "float | None", str]
 def floor_lines(floor: Floor | None, metric: str) -> list[FloorLine]:
     """The real-data floor of `metric` as lines to draw; [] when there is none."""
     out = []
-    for kind, style, what in (("real", "-", "real held-out images"),
-                              ("reconstruction", "--", "tokenizer reconstructions")):
-        v = None if floor is None else floor.get(metric, kind)
+    for kind in ([] if floor is None else floor.kinds(metric)):
+        style, what = (("-", "real held-out images") if kind == "real" else
+                       ("--", "tokenizer reconstructions" if kind == "reconstruction" else
+                        f"{kind.split(':', 1)[1]} tokenizer reconstructions"))
+        v = floor.get(metric, kind)
         if v is not None:
             spread = "" if v.spread is None else f" ± {v.spread:.2f}"
             out.append((f"floor: {what}, n={floor.num_samples} ({v.mean:.2f}{spread})",

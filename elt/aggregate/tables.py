@@ -146,6 +146,15 @@ FLOOR_KINDS = {  # kind -> (list entry, name in the sentence)
 }
 
 
+def floor_kind_words(kind: str) -> tuple[str, str]:
+    """(list entry, name in the sentence) of a floor kind, "reconstruction:<family>" included."""
+    if kind in FLOOR_KINDS:
+        return FLOOR_KINDS[kind]
+    family = kind.split(":", 1)[1]
+    return (f"the same images through the {family} family's tokenizer (the best a {family} model "
+            "can expect)", f"the {family} reconstruction floor")
+
+
 def floor_markdown(floor: Floor | None, floor_path: str | None, metric: str,
                    best: Point | None) -> list[str]:
     """The "Real-data floor" section: the floor values with spreads and where the best point is."""
@@ -155,7 +164,7 @@ def floor_markdown(floor: Floor | None, floor_path: str | None, metric: str,
         where = f" ({floor_path} does not exist)" if floor_path else ""
         return out + [f"No real-data floor computed{where}: the {name} values below cannot be "
                       "put against what real images score at the same sample count.", ""]
-    values = {k: floor.get(metric, k) for k in FLOOR_KINDS}
+    values = {k: floor.get(metric, k) for k in (floor.kinds(metric) or FLOOR_KINDS)}
     if floor.reason and not floor.metrics:
         return out + [f"No real-data floor: {floor.reason} ({floor.path}).", ""]
     if not any(values.values()):
@@ -166,16 +175,16 @@ def floor_markdown(floor: Floor | None, floor_path: str | None, metric: str,
             f" ({src + '; ' if src else ''}{floor.path}):", ""]
     for kind, v in values.items():
         if v is None:
-            out.append(f"- {FLOOR_KINDS[kind][0]}: not in the file")
+            out.append(f"- {floor_kind_words(kind)[0]}: not in the file")
             continue
         draws = ", ".join(f"{x:.2f}" for x in v.values)
-        out.append(f"- {FLOOR_KINDS[kind][0]}: {name} {pm(v.mean, v.spread)} ({v.spread_kind}"
+        out.append(f"- {floor_kind_words(kind)[0]}: {name} {pm(v.mean, v.spread)} ({v.spread_kind}"
                    + (f"; draws {draws}" if draws else "") + ")")
     if best is not None:
         where = " and ".join(
             _versus(combine([(1.0, estimate(best)), (-1.0, Estimate(("floor", k), v.mean,
                                                                     v.spread))]),
-                    FLOOR_KINDS[k][1])
+                    floor_kind_words(k)[1])
             for k, v in reversed(values.items()) if v is not None)
         out += ["", f"The best point ({best.run} at {best.label}, {name} "
                 f"{pm(best.quality, best.quality_std)}) is {where}."]

@@ -6,7 +6,8 @@ before any generative model sees the data. Two numbers put a model's value in co
   real            the metric of `n` held-out real images against the same reference statistics
                   (the best any model can expect at that n);
   reconstruction  the metric of the same images encoded and decoded by the tokenizer (the best a
-                  model of these tokens can expect).
+                  model of these tokens can expect); with several families scored by the metric,
+                  one per family's tokenizer, "reconstruction:<family>".
 
 Each is measured on `draws` disjoint sets of n images (a seeded permutation of the held-out
 split, so a split ordered by class still gives mixed draws): the mean and the std over draws,
@@ -43,24 +44,37 @@ def _summary(results: list[dict], metric: str) -> dict:
     }
 
 
-def real_data_floor(metric, ref_dir, images: np.ndarray, tokenizer, num_samples: int, seed: int,
-                    max_draws: int = MAX_DRAWS, progress=None) -> dict:
-    """{"draws", "num_samples", "real": {...}, "reconstruction": {...}} for uint8 held-out images.
+def reconstruction_kind(family: str | None, num_families: int) -> str:
+    """The floor kind of one family's reconstructions: "reconstruction" when it is the only family
+    the metric scores, else "reconstruction:<family>"."""
+    return "reconstruction" if num_families == 1 or family is None else f"reconstruction:{family}"
 
-    `metric` scores uint8 images against `ref_dir` (elt.evaluation.metrics); `tokenizer` encodes
-    and decodes them (elt.tokenizers). Raises ValueError when the split holds fewer than
-    `num_samples` images: a floor at another n would not be comparable.
+
+def real_data_floor(metric, ref_dir, images: np.ndarray, tokenizers, num_samples: int, seed: int,
+                    max_draws: int = MAX_DRAWS, progress=None) -> dict:
+    """{"draws", "num_samples", "real": {...}, <reconstruction kind>: {...}, ...} for uint8
+    held-out images.
+
+    `metric` scores uint8 images against `ref_dir` (elt.evaluation.metrics); `tokenizers`, a
+    {family: tokenizer} mapping (or one tokenizer), encode and decode them (elt.tokenizers); the
+    real images are scored once whatever their number. Raises ValueError when the split holds
+    fewer than `num_samples` images: a floor at another n would not be comparable.
     """
+    if hasattr(tokenizers, "encode"):
+        tokenizers = {None: tokenizers}
     draws = num_draws(len(images), num_samples, max_draws)
     if draws == 0:
         raise ValueError(f"the held-out split has {len(images)} images, fewer than the "
                          f"{num_samples} samples each run is scored on")
-    real, recon = [], []
+    real, recon = [], {name: [] for name in tokenizers}
     for idx in draw_indices(len(images), num_samples, draws, seed):
         batch = images[idx]
         real.append(metric.score(batch, ref_dir))
-        recon.append(metric.score(np.asarray(tokenizer.decode(tokenizer.encode(batch))), ref_dir))
+        for name, tokenizer in tokenizers.items():
+            recon[name].append(metric.score(np.asarray(tokenizer.decode(tokenizer.encode(batch))), ref_dir))
         if progress is not None:
             progress.update(1)
-    return {"draws": draws, "num_samples": num_samples,
-            "real": _summary(real, metric.name), "reconstruction": _summary(recon, metric.name)}
+    out = {"draws": draws, "num_samples": num_samples, "real": _summary(real, metric.name)}
+    for name, results in recon.items():
+        out[reconstruction_kind(name, len(recon))] = _summary(results, metric.name)
+    return out
