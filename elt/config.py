@@ -156,7 +156,7 @@ class TrainConfig:
     weight_decay: float = 0.045
     warmup_steps: int = 100
     decay: str = "cosine"  # after warmup: "cosine" to 0 or "constant"
-    label_drop: float = 0.1  # CFG training: labels dropped to the unconditional class
+    label_drop: float = 0.1  # CFG training: labels dropped to the unconditional class (families with guidance only)
     L_min: int = 1  # smallest student exit of ILSD
     remat: bool = False
     checkpoint_every: int = 200
@@ -309,9 +309,12 @@ class Params:
         return sorted({self.families[p.family].quality_metric for p in self.grid.values()})
 
     def train_hyper(self, run: str) -> TrainConfig:
-        """Training hyper-parameters of one run, with its scale's overrides applied."""
+        """Training hyper-parameters of one run, with its scale's overrides applied. A family
+        without guidance trains with no label drop: labels are dropped only to learn the null
+        class that classifier-free guidance samples with (the paper's video models: none)."""
         point = self.grid[run]
-        return dataclasses.replace(self.train, **dict(self.scales[point.scale].overrides))
+        hyper = dataclasses.replace(self.train, **dict(self.scales[point.scale].overrides))
+        return hyper if self.family(run).guidance else dataclasses.replace(hyper, label_drop=0.0)
 
     def loops_for(self, run: str) -> tuple[int, ...]:
         """Loop counts to sample a run at: a unique-depth baseline has no loop to vary."""

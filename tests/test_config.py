@@ -1,6 +1,7 @@
 """params.yaml parsing: every invalid value fails before compute with an error naming the key."""
 
 import copy
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -175,3 +176,14 @@ def test_each_family_has_its_own_tokenizer_section():
         params.grid_family(None)  # two families: the stage must be told which
     assert params.run_config("dit-1x2")["tokenizer"]["kind"] == "vae"
 
+
+def test_a_family_without_guidance_trains_without_label_drop():
+    """Labels are dropped only to learn the null class CFG samples with: the video family (no
+    guidance, paper Table 5: no label drop) gets 0 whatever train.label_drop says."""
+    raw = copy.deepcopy(DEFAULT)
+    params = parse_params(raw)
+    run = next(iter(params.grid))
+    assert params.families["maskgit"].guidance and params.train_hyper(run).label_drop == raw["train"]["label_drop"] > 0
+    assert not params.families["magvit"].guidance
+    magvit = dataclasses.replace(params, grid={run: dataclasses.replace(params.grid[run], family="magvit")})
+    assert magvit.train_hyper(run).label_drop == 0.0

@@ -13,8 +13,9 @@ Baselines from the same code:
 from __future__ import annotations
 
 import dataclasses
+import math
 import numbers
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
@@ -41,6 +42,9 @@ class MaskGITConfig:
     # deep N x L_max. Inference with a traced L always keeps a rolled loop over L, and remat keeps
     # the layer scan rolled (its memory saving needs the loop, see LoopedBlock).
     unroll: bool = True
+    # The token grid's axes: (h, w) here; the video family's subclass (elt/families/magvit) has
+    # (t, h, w). Everything else (flat sequence of prod(grid) tokens after a class token) is shared.
+    GRID_AXES: ClassVar[tuple[str, ...]] = ("h", "w")
 
     def __post_init__(self):
         # Frozen dataclass: normalise a list (from YAML/JSON) to a tuple and numpy integers (from a
@@ -48,24 +52,26 @@ class MaskGITConfig:
         def as_int(v):
             return int(v) if isinstance(v, numbers.Integral) and not isinstance(v, bool) else v
 
+        me, axes = type(self).__name__, self.GRID_AXES
         object.__setattr__(self, "grid", tuple(as_int(g) for g in self.grid))
         for name in ("codebook_size", "num_classes", "d_model", "num_heads", "mlp_dim", "N"):
             object.__setattr__(self, name, as_int(getattr(self, name)))
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"MaskGITConfig.{name} must be an int >= 1, got {name}={value!r}")
-        if len(self.grid) != 2 or any(not isinstance(g, int) or g < 1 for g in self.grid):
-            raise ValueError(f"MaskGITConfig.grid must be two ints >= 1 (h, w), got grid={self.grid!r}")
-        if self.d_model % self.num_heads:
+                raise ValueError(f"{me}.{name} must be an int >= 1, got {name}={value!r}")
+        if len(self.grid) != len(axes) or any(not isinstance(g, int) or g < 1 for g in self.grid):
             raise ValueError(
-                f"MaskGITConfig.d_model={self.d_model} is not divisible by num_heads={self.num_heads}"
+                f"{me}.grid must be {len(axes)} ints >= 1 ({', '.join(axes)}), got grid={self.grid!r}"
             )
+        if self.d_model % self.num_heads:
+            raise ValueError(f"{me}.d_model={self.d_model} is not divisible by num_heads={self.num_heads}")
         if self.dtype not in _DTYPES:
-            raise ValueError(f"MaskGITConfig.dtype must be one of {sorted(_DTYPES)}, got dtype={self.dtype!r}")
+            raise ValueError(f"{me}.dtype must be one of {sorted(_DTYPES)}, got dtype={self.dtype!r}")
 
     @property
     def seq_len(self) -> int:
-        return self.grid[0] * self.grid[1]
+        """Tokens after the class token: the product of the grid's axes."""
+        return math.prod(self.grid)
 
     @property
     def vocab_size(self) -> int:
