@@ -1,9 +1,10 @@
-"""Train-step and sampler benchmark of the ELT core (CPU-sized; run: python benchmarks/train_step.py).
+"""Train-step and sampler benchmark of the ELT core (CPU-sized; run: python benchmarks/train_step.py
+[--family maskgit|dit]; default maskgit).
 
 Figures, all measured in this one run:
   ilsd_over_vanilla     ILSD step time / vanilla-looping step time, same N x L_max (target <= 1.03)
   looped_over_unique    N x L looped step / N*L unique-layer step, both on the L_max exit (target <= 1.05)
-  mfu                   model FLOPs/s of the ILSD step (formula, elt.families.maskgit.flops) / float32
+  mfu                   model FLOPs/s of the ILSD step (formula, the family's flops.py) / float32
                         matmul peak measured here with jnp.dot (target >= 0.5)
   sample_seconds_per_loop  {L: seconds for one batch of samples} for L = 1 .. L_max + 2
   peak_rss_mb           peak RSS of a train step at two L_max, with/without remat (one subprocess each)
@@ -27,6 +28,7 @@ _HERE = str(Path(__file__).resolve().parent)
 sys.path[:] = [p for p in sys.path if p not in ("", _HERE) and Path(p).resolve() != Path(_HERE)]
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import argparse  # noqa: E402
 import json  # noqa: E402
 import resource  # noqa: E402
 import subprocess  # noqa: E402
@@ -34,42 +36,63 @@ import time  # noqa: E402
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
 import psutil  # noqa: E402
 
 from elt import families  # noqa: E402
 from elt.config import TrainConfig  # noqa: E402
 from elt.core.train_step import create_train_state, make_train_step  # noqa: E402
-from elt.families.maskgit.config import SampleConfig  # noqa: E402
-from elt.families.maskgit.config import TrainConfig as MaskGITTrainConfig  # noqa: E402
-from elt.families.maskgit.flops import flops_per_train_step  # noqa: E402
-from elt.families.maskgit.sampler import make_sampler  # noqa: E402
 
-LOSSES = families.module("maskgit", "losses")  # the family's training contract
+# Scale S of the paper (d 384, MLP 1536, 6 heads): big enough that matmuls dominate. maskgit: 8x8
+# tokens; dit: 16x16x4 latents in 2x2 patches (64 tokens too), so the two families compare.
+MODELS = {
+    "maskgit": dict(codebook_size=256, num_classes=10, grid=(8, 8), d_model=384, num_heads=6, mlp_dim=1536,
+                    unroll=True),
+    "dit": dict(latent_shape=(16, 16, 4), num_classes=10, d_model=384, num_heads=6, mlp_dim=1536, unroll=True),
+}
+# Memory probe: longer sequences (256 tokens) so activations, not weights, dominate RSS.
+RSS_MODELS = {
+    "maskgit": dict(codebook_size=256, num_classes=10, grid=(16, 16), d_model=256, num_heads=4, mlp_dim=1024, N=2),
+    "dit": dict(latent_shape=(32, 32, 4), num_classes=10, d_model=256, num_heads=4, mlp_dim=1024, N=2),
+}
+FAMILY = "maskgit"  # set by --family before anything is built
+
+
+def part(name):
+    return families.module(FAMILY, name)
 
 
 def build_model(**kw):
-    return families.module("maskgit", "model").model_from_config(kw)
+    return part("model").model_from_config(kw)
+
+
+def family_train_config():
+    return part("config").TrainConfig()
+
+
+def sample_config():
+    """The sampler at 24 network evaluations per sample, whatever the family."""
+    return part("config").SampleConfig(steps=24)
 
 
 def train_config(batch, steps, warmup_steps):
     """The old TrainConfig defaults (lr 1e-4, label_drop 0.1; label_smoothing 0.1 is the family's)."""
     return TrainConfig(batch_size=batch, steps=steps, lr=1e-4, warmup_steps=warmup_steps, label_drop=0.1)
 
-# Scale S of the paper (d 384, MLP 1536, 6 heads) on 8x8 tokens: big enough that matmuls dominate.
-MODEL = dict(codebook_size=256, num_classes=10, grid=(8, 8), d_model=384, num_heads=6, mlp_dim=1536, unroll=True)
 N, L_MAX, BATCH = 2, 3, 16
 REPEATS = 8
-# Memory probe: longer sequences (16x16) so activations, not weights, dominate RSS.
-RSS_MODEL = dict(codebook_size=256, num_classes=10, grid=(16, 16), d_model=256, num_heads=4, mlp_dim=1024, N=2)
 RSS_BATCH, RSS_L_MAX = 16, (2, 6)
 
 
 def _batch(model, B, seed=0):
+    """Random training data of the family's latents: token ids or Gaussian latents."""
     r1, r2 = jax.random.split(jax.random.key(seed))
-    return {
-        "latents": jax.random.randint(r1, (B, model.seq_len), 0, model.cfg.codebook_size).reshape(B, *model.cfg.grid),
-        "labels": jax.random.randint(r2, (B,), 0, model.cfg.num_classes),
-    }
+    cfg = model.cfg
+    if hasattr(cfg, "codebook_size"):
+        latents = jax.random.randint(r1, (B, *cfg.grid), 0, cfg.codebook_size)
+    else:
+        latents = jax.random.normal(r1, (B, *cfg.latent_shape), jnp.float32)
+    return {"latents": latents, "labels": jax.random.randint(r2, (B,), 0, cfg.num_classes)}
 
 
 def _block(tree):
@@ -107,7 +130,7 @@ class StepRunner:
         self.model = build_model(**dict(model_kw, remat=remat))
         self.tc = train_config(batch, 1000, 10)
         self.state = create_train_state(self.model, self.tc, jax.random.key(0))
-        self.step = make_train_step(LOSSES, self.model, self.tc, L_max, ilsd, MaskGITTrainConfig())
+        self.step = make_train_step(part("losses"), self.model, self.tc, L_max, ilsd, family_train_config())
         self.batch = _batch(self.model, batch)
         self.times, self.cpu_times = [], []
         self.i = 0
@@ -136,12 +159,12 @@ def rss_probe(L_max: int, remat: bool) -> None:
     ``after_init_mb`` (RSS once params and optimizer state exist, before the step is compiled)
     separates the fixed cost from what the step's activations and compilation add.
     """
-    model = build_model(**dict(RSS_MODEL, remat=remat))
+    model = build_model(**dict(RSS_MODELS[FAMILY], remat=remat))
     tc = train_config(RSS_BATCH, 10, 1)
     state = create_train_state(model, tc, jax.random.key(0))
     _block(state)
     after_init = psutil.Process().memory_info().rss / 2**20
-    step = make_train_step(LOSSES, model, tc, L_max, True, MaskGITTrainConfig())
+    step = make_train_step(part("losses"), model, tc, L_max, True, family_train_config())
     batch = _batch(model, RSS_BATCH)
     for i in range(2):
         state, m = step(state, batch, jax.random.key(i))
@@ -165,7 +188,8 @@ def _peak_rss_mb() -> float:
 
 def main():
     t_start = time.time()
-    print(f"devices: {jax.devices()}  model: {MODEL}  N={N} L_max={L_MAX} batch={BATCH}")
+    MODEL = MODELS[FAMILY]
+    print(f"family {FAMILY}  devices: {jax.devices()}  model: {MODEL}  N={N} L_max={L_MAX} batch={BATCH}")
     peak = MatmulPeak()
     runners = {
         "ilsd": StepRunner(dict(MODEL, N=N), L_MAX, ilsd=True),
@@ -184,7 +208,7 @@ def main():
           f"{peak.gflops_per_cpu_s:.1f} GFLOP per CPU-second")
 
     cfg = runners["ilsd"].model.cfg
-    step_flops = flops_per_train_step(cfg, L_MAX, BATCH, ilsd=True)
+    step_flops = part("flops").flops_per_train_step(cfg, L_MAX, BATCH, ilsd=True)
     achieved = step_flops / best["ilsd"] / 1e9
     mfu = achieved / peak.gflops
     mfu_cpu = step_flops / min(runners["ilsd"].cpu_times) / 1e9 / peak.gflops_per_cpu_s
@@ -195,10 +219,10 @@ def main():
     print(f"ilsd_over_vanilla {ilsd_over_vanilla:.3f}  looped_over_unique {looped_over_unique:.3f}")
 
     # Sampling time per loop count: one compiled sampler, L passed at run time.
-    sc = SampleConfig(steps=24)
+    sc = sample_config()
     model = runners["ilsd"].model
     params = runners["ilsd"].state.params
-    sample = make_sampler(model, sc, cfg_scale=1.0)
+    sample = part("sampler").make_sampler(model, sc, cfg_scale=1.0)
     labels = jnp.arange(4, dtype=jnp.int32) % model.cfg.num_classes
     sample(params, labels, 1, jax.random.key(0)).block_until_ready()
     sample_seconds = {}
@@ -210,24 +234,32 @@ def main():
             times.append(time.perf_counter() - t)
         sample_seconds[L] = round(min(times), 4)
         print(f"sample 4 images, K=24, L={L}: {sample_seconds[L]:.3f} s")
-    assert sample._cache_size() == 1, "sampler recompiled for a new L"
+    if hasattr(sample, "_cache_size"):
+        assert sample._cache_size() == 1, "sampler recompiled for a new L"
+    # Sampling time should be linear in L (each step runs L loops of the block): the largest
+    # relative deviation of a straight-line fit through all L.
+    Ls = sorted(sample_seconds)
+    slope, icpt = np.polyfit(Ls, [sample_seconds[L] for L in Ls], 1)
+    linear_dev = max(abs(sample_seconds[L] - (slope * L + icpt)) / sample_seconds[L] for L in Ls)
+    print(f"sampling linear in L: max deviation from a line {linear_dev:.3f} (target <= 0.10)")
 
     del runners, params, model
     rss = {}
     for L_max in RSS_L_MAX:
         for remat in (False, True):
             out = subprocess.run(
-                [sys.executable, __file__, "--rss", str(L_max), str(int(remat))],
+                [sys.executable, __file__, "--family", FAMILY, "--rss", str(L_max), str(int(remat))],
                 capture_output=True, text=True, check=True,
             )
             probe = json.loads(out.stdout.strip().splitlines()[-1])
             key = f"L_max={L_max},remat={remat}"
             rss[key] = round(probe["peak_rss_mb"], 1)
             print(f"peak RSS {key}: {probe['peak_rss_mb']:.0f} MB (after init {probe['after_init_mb']:.0f} MB)")
-    print(f"RSS model {RSS_MODEL}, batch {RSS_BATCH}, ILSD step")
+    print(f"RSS model {RSS_MODELS[FAMILY]}, batch {RSS_BATCH}, ILSD step")
 
     print(f"total benchmark time {time.time() - t_start:.0f} s")
     print(json.dumps({
+        "family": FAMILY,
         "ilsd_over_vanilla": round(ilsd_over_vanilla, 4),
         "looped_over_unique": round(looped_over_unique, 4),
         "mfu": round(mfu, 4),
@@ -235,12 +267,18 @@ def main():
         "matmul_peak_gflops": round(peak.gflops, 1),
         "step_ms": {k: round(v * 1e3, 1) for k, v in best.items()},
         "sample_seconds_per_loop": sample_seconds,
+        "sample_linear_max_deviation": round(float(linear_dev), 4),
         "peak_rss_mb": rss,
     }))
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "--rss":
-        rss_probe(int(sys.argv[2]), bool(int(sys.argv[3])))
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--family", default="maskgit", choices=sorted(MODELS))
+    ap.add_argument("--rss", nargs=2, type=int, metavar=("L_MAX", "REMAT"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    FAMILY = args.family
+    if args.rss:
+        rss_probe(args.rss[0], bool(args.rss[1]))
     else:
         main()
