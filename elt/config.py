@@ -554,10 +554,14 @@ def _parse_families(raw: Any, data: DataConfig) -> dict[str, FamilyConfig]:
         if extra:
             raise ConfigError(f"{key}.{extra[0]}", "unknown key (known: sample, tokenizer, train)")
         mod = family_registry.config_module(name)
+        train = parse_section(mod.TrainConfig, section.get("train"), f"{key}.train")
+        sample = parse_section(mod.SampleConfig, section.get("sample"), f"{key}.sample")
+        if hasattr(mod, "check_family"):  # rules across its train and sample sections
+            mod.check_family(train, sample, key)
         out[name] = FamilyConfig(
             name=name,
-            train=parse_section(mod.TrainConfig, section.get("train"), f"{key}.train"),
-            sample=parse_section(mod.SampleConfig, section.get("sample"), f"{key}.sample"),
+            train=train,
+            sample=sample,
             quality_metric=mod.QUALITY_METRIC,
             modality=mod.MODALITY,
             tokenizer_kind=mod.TOKENIZER_KIND,

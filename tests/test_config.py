@@ -187,3 +187,11 @@ def test_a_family_without_guidance_trains_without_label_drop():
     assert not params.families["magvit"].guidance
     magvit = dataclasses.replace(params, grid={run: dataclasses.replace(params.grid[run], family="magvit")})
     assert magvit.train_hyper(run).label_drop == 0.0
+
+
+def test_a_familys_cross_section_check_runs_when_params_are_parsed():
+    raw = yaml.safe_load((Path(__file__).resolve().parents[1] / "params-dit-digits.yaml").read_text())
+    raw["families"]["dit"]["sample"]["lambda_min"] = -20.0  # below the trained -15: never seen in training
+    with pytest.raises(ConfigError) as e:
+        parse_params(raw)
+    assert e.value.key == "families.dit.sample.lambda_min" and "trained range [-15, 15]" in str(e.value)

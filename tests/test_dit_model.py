@@ -181,6 +181,14 @@ def test_family_config_errors_name_the_key():
     assert parsed == mod.SampleConfig(steps=8, sampler="ddim")
     with pytest.raises(ValueError, match=r"sample\.cfg_scales"):
         make_sampler(DiffusionELT(DiTConfig(**TINY)), mod.SampleConfig(steps=2), -1.0)
+    # across the sections: sampling outside the trained log-SNR range, shift included, is refused
+    train = mod.TrainConfig(lambda_min=-10.0, lambda_max=10.0, shift=1.0)
+    mod.check_family(train, mod.SampleConfig(lambda_min=-10.0, lambda_max=8.0, shift=1.0), "families.dit")
+    mod.check_family(train, mod.SampleConfig(lambda_min=-9.0, lambda_max=11.0, shift=0.0), "families.dit")
+    for bad in (mod.SampleConfig(lambda_min=-10.0, lambda_max=10.0, shift=0.0),  # [-10, 10] vs [-9, 11]
+                mod.SampleConfig(lambda_min=-12.0, lambda_max=10.0, shift=1.0)):
+        with pytest.raises(ConfigError, match=r"families\.dit\.sample\.lambda_min: the sampling log-SNR range"):
+            mod.check_family(train, bad, "families.dit")
 
 
 # ---------------------------------------------------------------- GFLOPs

@@ -11,6 +11,7 @@ depends only on the modules it imports (dvc.yaml) and a sampler edit never rerun
     TrainConfig     typed `families.<name>.train` settings, with check(key)
     SampleConfig    typed `families.<name>.sample` settings (`steps`: network evaluations per
                     sample), with check(key)
+    check_family    optional: check_family(train, sample, key) for rules across the two sections
   model.py    (train, sample, evaluate)
     build_model(spec, num_classes, scale, N, remat) -> model exposing init, embed(params, *inputs)
                 -> (h, cond), block_fn(params, cond), head(params, h, cond), unroll, uncond_label,

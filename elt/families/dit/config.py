@@ -91,3 +91,14 @@ class SampleConfig:
         if self.sampler not in SAMPLERS:
             _fail(f"{key}.sampler", f"must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
         _check_schedule(self, key)
+
+
+def check_family(train: TrainConfig, sample: SampleConfig, key: str) -> None:
+    """The sampler's log-SNR range must lie inside the trained one: the network never saw noise
+    levels outside it (parse_params calls this after both sections are parsed)."""
+    lo_t, hi_t = train.lambda_min + train.shift, train.lambda_max + train.shift
+    lo_s, hi_s = sample.lambda_min + sample.shift, sample.lambda_max + sample.shift
+    if lo_s < lo_t - 1e-9 or hi_s > hi_t + 1e-9:
+        _fail(f"{key}.sample.lambda_min",
+              f"the sampling log-SNR range [{lo_s:g}, {hi_s:g}] (lambda_min/max + shift) leaves the trained "
+              f"range [{lo_t:g}, {hi_t:g}] of {key}.train: the model never saw those noise levels")
