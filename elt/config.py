@@ -19,7 +19,8 @@ from typing import Any, Mapping
 import yaml
 
 # tokenizer kind -> its typed config (a `families.<f>.tokenizer` section), importable without jax
-TOKENIZER_CONFIGS = {"vq": ("elt.tokenizers.vq_config", "VQConfig"), "vae": ("elt.tokenizers.vae_config", "VAEConfig")}
+TOKENIZER_CONFIGS = {"vq": ("elt.tokenizers.vq_config", "VQConfig"), "vae": ("elt.tokenizers.vae_config", "VAEConfig"),
+                     "vq3d": ("elt.tokenizers.vq3d_config", "VQ3DConfig")}
 DEFAULT_FAMILY = "maskgit"  # a grid point without `family:` (params files older than families)
 # Keys that moved into a family's section: an old params file gets told where they went.
 MOVED = {
@@ -594,8 +595,8 @@ def check_dataset(data: DataConfig) -> None:
         if not Path(name).expanduser().is_dir() and "://" not in name:
             raise ConfigError("data.dataset", f"{name!r} looks like an image-folder path but is not a folder")
         return
-    if name == "digits":
-        return  # the bundled builder: no need to import tensorflow (seconds) to know it
+    if name in ("digits", "moving_digits"):
+        return  # the bundled builders: no need to import tensorflow (seconds) to know it
     import tensorflow_datasets as tfds  # slow import: only when a name must be checked
 
     base = name.split("/")[0].split(":")[0]

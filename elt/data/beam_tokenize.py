@@ -1,5 +1,14 @@
-"""Apache Beam pipeline: images of a data set split -> latent shards + manifest.json, stored by the
-tokenizer's LatentSpec (int32 token grids, float32 latents, any shape; see elt/data/shards.py).
+"""Apache Beam pipeline: images or clips of a data set split -> latent shards + manifest.json,
+stored by the tokenizer's LatentSpec (int32 token grids, float32 latents, any shape; see
+elt/data/shards.py).
+
+* Images or videos: the pipeline depends on the tokenizer's spec and on a data set that reads
+  (array, label) ranges, nothing else. Which data set reader it opens follows the tokenizer
+  (`reader_args`): an image tokenizer reads images (`load_image_dataset`), a video tokenizer
+  (`tok.modality == "video"`, e.g. kind vq3d) reads clips by the clip rule with its own
+  `num_frames` / `frame_stride` (`load_video_dataset`). A data set of the other modality fails in
+  the driver with a ModalityError before any work starts. For 16x128x128 clips (768 kB each) keep
+  `read_size` small (e.g. 64): a work item holds read_size clips in memory.
 
   Create(index ranges) -> Reshuffle -> ParDo(EncodeRange) -> GroupByKey(shard) -> ParDo(WriteShard)
 
@@ -56,18 +65,23 @@ class EncodeRange(beam.DoFn):
         dataset_identity: str,
         tokenizer_identity: str,
         batch_size: int,
+        reader: tuple = (("modality", "image"),),
     ):
         self._args = (dataset, split, data_dir, image_size)
+        self._reader = reader  # keyword arguments of load_dataset, as sorted (key, value) pairs
         self._batch_size = batch_size
         self._tokenizer_path = tokenizer_path
         self._identities = (dataset_identity, tokenizer_identity)
 
     def setup(self):
-        from elt.data.datasets import load_image_dataset  # pylint: disable=import-outside-toplevel
+        from elt.data.datasets import load_dataset  # pylint: disable=import-outside-toplevel
         from elt.tokenizers import load_tokenizer  # pylint: disable=import-outside-toplevel
 
         data_id, tok_id = self._identities
-        self._data = _cached(("data", self._args, data_id), lambda: load_image_dataset(*self._args))
+        self._data = _cached(
+            ("data", self._args, self._reader, data_id),
+            lambda: load_dataset(*self._args, **dict(self._reader)),
+        )
         self._tok = _cached(
             ("tok", self._tokenizer_path, tok_id), lambda: load_tokenizer(self._tokenizer_path)
         )
@@ -111,6 +125,22 @@ class WriteShard(beam.DoFn):
         with tf.io.gfile.GFile(path + ".json", "w") as f:
             json.dump(info, f)
         yield info
+
+
+def reader_args(tok) -> tuple:
+    """How the data set is read for tokenizer `tok`: load_dataset's keyword arguments as sorted
+    (key, value) pairs. Image tokenizers (no `modality` attribute, or "image"): images. Video
+    tokenizers: clips of the tokenizer's num_frames at its frame_stride (default 1)."""
+    modality = getattr(tok, "modality", "image")
+    if modality == "video":
+        return (
+            ("frame_stride", int(getattr(tok, "frame_stride", 1))),
+            ("modality", "video"),
+            ("num_frames", int(tok.num_frames)),
+        )
+    if modality != "image":
+        raise ValueError(f"tokenizer {tok.identity}: unknown modality {modality!r}")
+    return (("modality", "image"),)
 
 
 def work_items(total: int, num_shards: int, read_size: int) -> list[tuple[int, int, int]]:
@@ -164,13 +194,13 @@ def run(
     pipeline_flags: Iterable[str] = (),
 ) -> dict:
     """Encode `dataset`/`split` with the tokenizer at `tokenizer_path` into `out_dir`, stored by
-    the tokenizer's spec.
+    the tokenizer's spec (images, or clips for a video tokenizer: see `reader_args`).
     Returns the manifest (also written to `out_dir/manifest.json`).
 
     A work item reads `read_size` examples at once (opening a tfds slice costs ~50-100 ms, so
     small reads would dominate) and encodes them `batch_size` at a time."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    from elt.data.datasets import load_image_dataset  # pylint: disable=import-outside-toplevel
+    from elt.data.datasets import load_dataset  # pylint: disable=import-outside-toplevel
     from elt.tokenizers import load_tokenizer  # pylint: disable=import-outside-toplevel
 
     if not isinstance(batch_size, int) or batch_size < 1:
@@ -183,13 +213,15 @@ def run(
         runner, direct_num_workers, direct_running_mode, list(pipeline_flags)
     )
     # Validate everything in the driver before any worker starts (and build digits once here).
-    data = load_image_dataset(dataset, split, data_dir, image_size)
     tok = load_tokenizer(tokenizer_path, require_manifest=True)  # files checked before any work
+    reader = reader_args(tok)
     if tok.image_size != image_size:
+        what = "frames" if dict(reader)["modality"] == "video" else "images"
         raise ValueError(
-            f"tokenizer {tokenizer_path!r} works on {tok.image_size}px images but "
+            f"tokenizer {tokenizer_path!r} works on {tok.image_size}px {what} but "
             f"data.image_size is {image_size}"
         )
+    data = load_dataset(dataset, split, data_dir, image_size, **dict(reader))
     total = data.num_examples
     if total == 0:
         raise ValueError(f"dataset {dataset!r} split {split!r} is empty")
@@ -202,7 +234,7 @@ def run(
     # Workers running in this process (DirectRunner threads) reuse what the driver just loaded;
     # remote workers load their own in DoFn.setup.
     keys = [
-        ("data", (dataset, split, data_dir, image_size), data.identity),
+        ("data", (dataset, split, data_dir, image_size), reader, data.identity),
         ("tok", tokenizer_path, tok.identity),
     ]
     with _CACHE_LOCK:
@@ -224,6 +256,7 @@ def run(
                         data.identity,
                         tok.identity,
                         batch_size,
+                        reader,
                     )
                 )
                 | "ByShard" >> beam.GroupByKey()

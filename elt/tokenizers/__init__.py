@@ -81,3 +81,7 @@ def _register_builtin() -> None:
         from elt.tokenizers.vae import VAETokenizer  # pylint: disable=import-outside-toplevel
 
         register_tokenizer("vae", VAETokenizer.load)
+    if "vq3d" not in _LOADERS:
+        from elt.tokenizers.vq3d import VQ3DTokenizer  # pylint: disable=import-outside-toplevel
+
+        register_tokenizer("vq3d", VQ3DTokenizer.load)

@@ -84,17 +84,22 @@ def l2_normalize(x, axis=-1, eps=1e-6):
 
 
 class VQVAE(nn.Module):
+    """Encoder -> unit-norm latents -> nearest code (straight-through) -> decoder. The quantiser is
+    shared by every VQ kind; a kind with other coders (vq3d: 3-D CNNs) overrides ``coders``."""
+
     cfg: VQConfig
 
+    def coders(self):
+        return Encoder(self.cfg), Decoder(self.cfg)
+
     def setup(self):
-        self.encoder = Encoder(self.cfg)
-        self.decoder = Decoder(self.cfg)
+        self.encoder, self.decoder = self.coders()
         self.codebook = self.param(
             "codebook", nn.initializers.normal(1.0), (self.cfg.codebook_size, self.cfg.embed_dim)
         )
 
     def encode_latents(self, x):
-        """x float [-1, 1] [B, H, W, 3] -> unit-norm latents [B, h, w, D]."""
+        """x float [-1, 1] [B, (T,) H, W, 3] -> unit-norm latents [B, (t,) h, w, D]."""
         return l2_normalize(self.encoder(x))
 
     def quantize(self, z):
@@ -110,7 +115,7 @@ class VQVAE(nn.Module):
         return self.decode_latents(l2_normalize(self.codebook)[ids])
 
     def decode_latents(self, z):
-        """Quantised code vectors [B, h, w, D] -> images in [-1, 1] (what decode feeds the decoder)."""
+        """Quantised code vectors [B, (t,) h, w, D] -> images (clips) in [-1, 1] (what decode feeds the decoder)."""
         return self.decoder(z)
 
     def __call__(self, x):
