@@ -56,6 +56,7 @@ def _restore(repo: Path) -> None:
     assert _stale(repo) == set(), "repository did not return to a clean, reproduced state"
 
 
+@pytest.mark.timeout(3600)  # builds the module's `repo` (the whole tiny DAG) first
 def test_every_output_and_metric_exists_and_is_sane(repo):
     assert (repo / "data" / "ref_stats" / "fid" / "stats.npz").exists()
     identities = {}
@@ -307,6 +308,7 @@ def _dag_stages() -> list[str]:
     return head + [f"{s}@{r}" for s in ("train", "sample", "evaluate") for r in RUNS + [TOY]] + ["aggregate"]
 
 
+@pytest.mark.timeout(3600)  # the whole DAG again, every stage killed and rerun: ~2x a repro on a loaded machine
 def test_dag_survives_kill_9_in_every_stage(repo, tmp_path):
     """Every stage of the tiny DAG is SIGKILLed (with its process group: DVC, the stage, Beam's
     workers) at a random moment, then rerun; the outputs equal the uninterrupted run's."""
