@@ -27,13 +27,15 @@ def main() -> None:
     ap.add_argument("--family", default=None, help="a family of the grid (default: the grid's only one)")
     ap.add_argument("--tokenizer", default=None, help="default: data/tokenizer/FAMILY")
     ap.add_argument("--out", default=None, help="default: data/tokens/FAMILY")
-    ap.add_argument("--heldout-out", default=None, help="default: data/tokens_heldout/FAMILY")
+    ap.add_argument("--heldout-out", default=None,
+                    help="default: data/tokens_heldout/FAMILY, or OUT_heldout when --out is given")
     args = ap.parse_args()
     params = load_params(args.params)  # validated before any compute
     paths = family_paths(params.grid_family(args.family).name)
     args.tokenizer, args.out = args.tokenizer or paths["tokenizer"], args.out or paths["tokens"]
     data, tz = params.data, params.tokenize
-    heldout_out = args.heldout_out or paths["tokens_heldout"]
+    heldout_out = args.heldout_out or (f"{args.out.rstrip('/')}_heldout" if args.out != paths["tokens"]
+                                       else paths["tokens_heldout"])
 
     from elt.data.beam_tokenize import run, write_empty
     from elt.data.shards import spec_of

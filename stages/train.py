@@ -80,7 +80,8 @@ def main(argv=None) -> None:
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--run", required=True, help="grid point name (a key of params.yaml `grid`)")
     ap.add_argument("--tokens", default=None, help="default: data/tokens/FAMILY (the run's family)")
-    ap.add_argument("--heldout-tokens", default=None, help="default: data/tokens_heldout/FAMILY")
+    ap.add_argument("--heldout-tokens", default=None,
+                    help="default: data/tokens_heldout/FAMILY, or TOKENS_heldout when --tokens is given")
     ap.add_argument("--out", default=None, help="default: runs/RUN/train")
     ap.add_argument("--work", default=".elt_work/train", help="resumable checkpoints live here")
     ap.add_argument("--stop-after", type=int, default=None, help="exit after this step (tests of resume)")
@@ -123,7 +124,8 @@ def main(argv=None) -> None:
     losses.check_latents(latents.spec)
     data = StepBatches(latents, jax.process_index(), jax.process_count())
     split = params.data.heldout_split
-    held_data = heldout_tokens(split, args.heldout_tokens or paths["tokens_heldout"], latents)
+    held_data = heldout_tokens(split, args.heldout_tokens or (
+        f"{tokens_dir.rstrip('/')}_heldout" if args.tokens else paths["tokens_heldout"]), latents)
     if held_data is not None:
         held = heldout_batch(held_data)
         n = len(held["labels"])
