@@ -100,10 +100,13 @@ def _block(tree):
 
 
 class MatmulPeak:
-    """float32 jnp.dot of two 2048x2048 matrices: GFLOP/s by wall clock and per CPU-second."""
+    """float32 jnp.dot of two n x n matrices (2048 on CPU, 8192 on an accelerator; XLA's default
+    precision, the same the model's matmuls use): GFLOP/s by wall clock and per CPU-second."""
 
-    def __init__(self, n=2048):
-        self.flops = 2 * n**3
+    def __init__(self, n=None):
+        # 2048^3 saturates a CPU; an accelerator needs bigger products to reach its peak.
+        n = n or (2048 if jax.default_backend() == "cpu" else 8192)
+        self.n, self.flops = n, 2 * n**3
         self.a = jnp.ones((n, n), jnp.float32)
         self.f = jax.jit(lambda a, b: a @ b)
         self.f(self.a, self.a).block_until_ready()
@@ -126,7 +129,8 @@ class MatmulPeak:
 
 
 class StepRunner:
-    def __init__(self, model_kw, L_max, ilsd, remat=False, batch=BATCH):
+    def __init__(self, model_kw, L_max, ilsd, remat=False, batch=None):
+        batch = batch or BATCH  # read at call time: --batch sets the module global
         self.model = build_model(**dict(model_kw, remat=remat))
         self.tc = train_config(batch, 1000, 10)
         self.state = create_train_state(self.model, self.tc, jax.random.key(0))
@@ -204,7 +208,7 @@ def main():
     best = {k: r.best for k, r in runners.items()}
     for k, r in runners.items():
         print(f"step {k:12s}: min {r.best * 1e3:8.1f} ms  (all: {[round(t * 1e3) for t in r.times]})")
-    print(f"float32 matmul peak (2048^3 jnp.dot): {peak.gflops:.1f} GFLOP/s wall, "
+    print(f"float32 matmul peak ({peak.n}^3 jnp.dot): {peak.gflops:.1f} GFLOP/s wall, "
           f"{peak.gflops_per_cpu_s:.1f} GFLOP per CPU-second")
 
     cfg = runners["ilsd"].model.cfg
@@ -245,7 +249,12 @@ def main():
 
     del runners, params, model
     rss = {}
-    for L_max in RSS_L_MAX:
+    if jax.default_backend() != "cpu":
+        # Host RSS says little about an accelerator run: report the device's own high-water mark.
+        stats = jax.devices()[0].memory_stats() or {}
+        rss["device_peak_mb"] = round(stats.get("peak_bytes_in_use", 0) / 2**20, 1)
+        print(f"device peak memory {rss['device_peak_mb']:.0f} MB (host RSS probes skipped)")
+    for L_max in RSS_L_MAX if jax.default_backend() == "cpu" else ():
         for remat in (False, True):
             out = subprocess.run(
                 [sys.executable, __file__, "--family", FAMILY, "--rss", str(L_max), str(int(remat))],
@@ -255,11 +264,14 @@ def main():
             key = f"L_max={L_max},remat={remat}"
             rss[key] = round(probe["peak_rss_mb"], 1)
             print(f"peak RSS {key}: {probe['peak_rss_mb']:.0f} MB (after init {probe['after_init_mb']:.0f} MB)")
-    print(f"RSS model {RSS_MODELS[FAMILY]}, batch {RSS_BATCH}, ILSD step")
+    if jax.default_backend() == "cpu":
+        print(f"RSS model {RSS_MODELS[FAMILY]}, batch {RSS_BATCH}, ILSD step")
 
     print(f"total benchmark time {time.time() - t_start:.0f} s")
     print(json.dumps({
         "family": FAMILY,
+        "backend": jax.default_backend(),
+        "batch": BATCH,
         "ilsd_over_vanilla": round(ilsd_over_vanilla, 4),
         "looped_over_unique": round(looped_over_unique, 4),
         "mfu": round(mfu, 4),
@@ -275,9 +287,12 @@ def main():
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--family", default="maskgit", choices=sorted(MODELS))
+    ap.add_argument("--batch", type=int, default=BATCH,
+                    help=f"training batch of the step timings (default {BATCH}, CPU-sized; an accelerator "
+                         "needs a few hundred to be busy)")
     ap.add_argument("--rss", nargs=2, type=int, metavar=("L_MAX", "REMAT"), help=argparse.SUPPRESS)
     args = ap.parse_args()
-    FAMILY = args.family
+    FAMILY, BATCH = args.family, args.batch
     if args.rss:
         rss_probe(args.rss[0], bool(args.rss[1]))
     else:
