@@ -284,6 +284,14 @@ class Params:
     sample: SampleConfig
     eval: EvalConfig
     families: Mapping[str, FamilyConfig]
+    # `video_data`: the data of the video families (magvit): clips of a video data set, its
+    # image_size the frame size. None (`video_data: null`) when the grid has no video family.
+    video_data: DataConfig | None = None
+
+    def data_for(self, family: str) -> DataConfig:
+        """The data a family trains its tokenizer and models on: `video_data` for a video family,
+        `data` for an image one (parse_params made sure the video family has it)."""
+        return self.video_data if self.families[family].modality == "video" else self.data
 
     def point(self, run: str) -> GridPoint:
         """The grid point a stage was asked to work on (``--run``), or an error naming it."""
@@ -337,7 +345,7 @@ class Params:
             "scale": _plain(dataclasses.asdict(self.scales[point.scale])),
             "train": dataclasses.asdict(self.train_hyper(run)),
             "family": dataclasses.asdict(self.family(run).train),
-            "data": dataclasses.asdict(self.data),
+            "data": dataclasses.asdict(self.data_for(point.family)),
             "tokenizer": dataclasses.asdict(self.family(run).tokenizer),
         }
 
@@ -441,7 +449,7 @@ def _positive(key: str, value: int | float, allow_zero: bool = False) -> None:
 def parse_params(raw: Mapping[str, Any], source: str = "params.yaml") -> Params:
     if not isinstance(raw, Mapping):
         raise ConfigError(source, "top level must be a mapping")
-    known = {"seed", "data", "tokenize", "scales", "train", "grid", "sample", "eval", "families"}
+    known = {"seed", "data", "video_data", "tokenize", "scales", "train", "grid", "sample", "eval", "families"}
     for key in raw:
         if key in MOVED:
             raise ConfigError(key, f"moved to {MOVED[key]}")
@@ -451,6 +459,10 @@ def parse_params(raw: Mapping[str, Any], source: str = "params.yaml") -> Params:
 
     data = parse_section(DataConfig, raw.get("data"), "data")
     _positive("data.image_size", data.image_size)
+    video_data = None
+    if raw.get("video_data") is not None:  # null / absent: no video data (no video family may be in the grid)
+        video_data = parse_section(DataConfig, raw["video_data"], "video_data", required=("dataset",))
+        _positive("video_data.image_size", video_data.image_size)
     tokenize = parse_section(TokenizeConfig, raw.get("tokenize"), "tokenize")
     for name in ("batch_size", "num_shards", "direct_num_workers", "read_size"):
         _positive(f"tokenize.{name}", getattr(tokenize, name))
@@ -463,7 +475,7 @@ def parse_params(raw: Mapping[str, Any], source: str = "params.yaml") -> Params:
         str(name): parse_section(Scale, s, f"scales.{name}", required=("d_model", "mlp_dim", "num_heads"))
         for name, s in scales_raw.items()
     }
-    families = _parse_families(raw.get("families"), data)
+    families = _parse_families(raw.get("families"), {"image": data, "video": video_data})
 
     grid_raw = raw.get("grid")
     if not isinstance(grid_raw, Mapping) or not grid_raw:
@@ -497,6 +509,9 @@ def parse_params(raw: Mapping[str, Any], source: str = "params.yaml") -> Params:
                               f"(at least its tokenizer: families.{point.family}.tokenizer.kind: "
                               f"{families[point.family].tokenizer_kind})")
         grid[str(name)] = point
+    if video_data is not None and not any(families[p.family].modality == "video" for p in grid.values()):
+        # one source of truth: an unused section would still rerun prepare_data and the tokenizer stages
+        raise ConfigError("video_data", "no grid point uses a video family (magvit): set it to null")
     for name in raw.get("families") or {}:
         if not any(p.family == name for p in grid.values()):
             raise ConfigError(f"families.{name}", "no grid point uses this family: remove (or comment out) the "
@@ -511,11 +526,12 @@ def parse_params(raw: Mapping[str, Any], source: str = "params.yaml") -> Params:
     seed = raw.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ConfigError("seed", f"expected an integer, got {seed!r}")
-    return Params(seed, data, tokenize, scales, train, grid, sample, evalc, families)
+    return Params(seed, data, tokenize, scales, train, grid, sample, evalc, families, video_data)
 
 
-def _parse_tokenizer(raw: Any, data: DataConfig, key: str, family_kind: str):
-    """`families.<f>.tokenizer`: parsed by its kind's own typed config, at the data's image size.
+def _parse_tokenizer(raw: Any, data: DataConfig, key: str, family_kind: str, data_key: str = "data"):
+    """`families.<f>.tokenizer`: parsed by its kind's own typed config, at the image size of the
+    family's data (`data_key`: data, or video_data for a video family).
     Its kind must be the one the family models (``family_kind``, the default)."""
     import importlib  # pylint: disable=import-outside-toplevel
 
@@ -528,12 +544,12 @@ def _parse_tokenizer(raw: Any, data: DataConfig, key: str, family_kind: str):
     if kind != family_kind:
         raise ConfigError(f"{key}.kind", f"this family models {family_kind!r} latents, got kind {kind!r}")
     if "image_size" in raw:
-        raise ConfigError(f"{key}.image_size", "not a tokenizer setting: the tokenizer works at data.image_size")
+        raise ConfigError(f"{key}.image_size", f"not a tokenizer setting: the tokenizer works at {data_key}.image_size")
     module, name = TOKENIZER_CONFIGS[kind]
     return parse_section(getattr(importlib.import_module(module), name), {**raw, "image_size": data.image_size}, key)
 
 
-def _parse_families(raw: Any, data: DataConfig) -> dict[str, FamilyConfig]:
+def _parse_families(raw: Any, data: Mapping[str, DataConfig | None]) -> dict[str, FamilyConfig]:
     """`families`: one section per family, each parsed by that family's own typed configs, and its
     tokenizer by the kind's. Every installed family gets its defaults here (parse_params then
     requires a section for each family the grid uses: DVC makes its tokenizer stages from them)."""
@@ -568,10 +584,21 @@ def _parse_families(raw: Any, data: DataConfig) -> dict[str, FamilyConfig]:
             tokenizer_kind=mod.TOKENIZER_KIND,
             guidance=mod.GUIDANCE,
             # only the listed families have tokenizers (and tokenizer stages)
-            tokenizer=(_parse_tokenizer(section.get("tokenizer"), data, f"{key}.tokenizer", mod.TOKENIZER_KIND)
+            tokenizer=(_parse_tokenizer(section.get("tokenizer"), _family_data(data, mod.MODALITY, name),
+                                        f"{key}.tokenizer", mod.TOKENIZER_KIND, _DATA_KEY[mod.MODALITY])
                        if name in raw else None),
         )
     return out
+
+
+_DATA_KEY = {"image": "data", "video": "video_data"}  # the params section of each modality's data
+
+
+def _family_data(data: Mapping[str, DataConfig | None], modality: str, family: str) -> DataConfig:
+    if data[modality] is None:
+        raise ConfigError(_DATA_KEY[modality], f"families.{family} models {modality}: set {_DATA_KEY[modality]} "
+                          "(dataset: moving_digits, a tfds video name or a folder of video files)")
+    return data[modality]
 
 
 def load_params(path: str | os.PathLike = "params.yaml") -> Params:
@@ -584,16 +611,18 @@ def load_params(path: str | os.PathLike = "params.yaml") -> Params:
         raise ConfigError(str(path), f"not valid YAML: {e}") from None
     params = parse_params(raw or {}, source=str(path))
     check_dataset(params.data)
+    if params.video_data is not None:
+        check_dataset(params.video_data, "video_data")
     return params
 
 
-def check_dataset(data: DataConfig) -> None:
+def check_dataset(data: DataConfig, key: str = "data") -> None:
     """Fail early on a dataset that no stage could read: an image-folder path that is not a folder,
     or a name that tensorflow-datasets does not know (`imagenet2012/2012` is a name with a config)."""
     name = data.dataset
     if "://" in name or name.startswith(("/", ".", "~")) or Path(name).is_dir():
         if not Path(name).expanduser().is_dir() and "://" not in name:
-            raise ConfigError("data.dataset", f"{name!r} looks like an image-folder path but is not a folder")
+            raise ConfigError(f"{key}.dataset", f"{name!r} looks like a folder path but is not a folder")
         return
     if name in ("digits", "moving_digits"):
         return  # the bundled builders: no need to import tensorflow (seconds) to know it
@@ -602,7 +631,7 @@ def check_dataset(data: DataConfig) -> None:
     base = name.split("/")[0].split(":")[0]
     if base not in tfds.list_builders(with_community_datasets=False):
         raise ConfigError(
-            "data.dataset",
+            f"{key}.dataset",
             f"unknown dataset {name!r}: not a tensorflow-datasets name (see `tfds.list_builders()`) "
-            "nor an image-folder path",
+            "nor a folder path",
         )

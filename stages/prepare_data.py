@@ -1,4 +1,6 @@
-"""Stage prepare_data: build/check the data set in data.data_dir (digits is built offline).
+"""Stage prepare_data: build/check the data set of `data` in data.data_dir (digits is built
+offline), and that of `video_data` when the grid has a video family (moving_digits is built
+offline; clips by the family's tokenizer: num_frames, frame_stride).
 
     python stages/prepare_data.py --params params.yaml
 """
@@ -17,12 +19,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args()
-    data = load_params(args.params).data
+    params = load_params(args.params)
+    data = params.data
 
-    from elt.data.prepare import prepare
+    from elt.data.prepare import prepare, prepare_video
 
     info = prepare(data.dataset, data.data_dir, data.image_size, split=data.train_split)
     print(json.dumps(info, indent=2))
+    video = params.video_data
+    for family in sorted({p.family for p in params.grid.values()}):
+        tk = params.families[family].tokenizer
+        if params.families[family].modality == "video":
+            info = prepare_video(video.dataset, video.data_dir, video.image_size, tk.num_frames, tk.frame_stride,
+                                 split=video.train_split)
+            print(json.dumps({"family": family, **info}, indent=2))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@ classifier-free guidance scale of `sample.cfg_scales` (scale 1 only for a family
 A point is one (L, scale), named `L3` (no guidance) or `L3-cfg1.5` (elt.config.point_name). One
 compiled sampler per scale serves every L (L is a runtime value). Class-balanced labels, seeded; for
 each point writes runs/RUN/samples/<point>/NNNNN.png (uint8), <point>.npz (images, labels, latents)
-and a sample grid grid_<point>.png; sampling.json the settings and points that made them (evaluate
+and a sample grid grid_<point>.png; a video family's points have no per-sample files: <point>.npz
+(`images` holds uint8 clips [n, T, H, W, C]) and an animated grid_<point>.gif of at most 8 x 4
+clips, one column per class (a GIF of thousands of clips helps nobody); sampling.json the settings and points that made them (evaluate
 counts GFLOPs from it); timing.json per-point wall time and samples/s (model only, after
 compilation, and with tokenizer decoding).
 
@@ -47,6 +49,39 @@ def image_grid(images, ncol: int):
     return canvas
 
 
+GIF_COLUMNS, GIF_ROWS = 8, 4  # the animated grid of a video point: at most 32 clips
+
+
+def grid_file(folder: Path, name: str) -> Path:
+    """A finished point's sample grid: grid_<point>.png (images) or grid_<point>.gif (clips)."""
+    gif = folder / f"grid_{name}.gif"
+    return gif if gif.exists() else folder / f"grid_{name}.png"
+
+
+def write_point(folder: Path, name: str, images, labels, latents, num_classes: int) -> None:
+    """The files of one point: <point>.npz, the grid, and for images one PNG per sample."""
+    import numpy as np
+    from PIL import Image
+
+    from elt.workdir import save_npz
+
+    save_npz(folder / f"{name}.npz", images=images, labels=labels, latents=latents)  # fixed timestamps
+    if images.ndim == 5:  # clips [n, T, H, W, C]
+        from elt.tracking.video_preview import save_clip_grid
+
+        ncol = min(num_classes, GIF_COLUMNS)
+        # balanced labels cycle 0..C-1: the first GIF_ROWS cycles of classes < ncol, row-major,
+        # put one class in each column
+        keep = np.flatnonzero(labels < ncol)[: ncol * GIF_ROWS]
+        save_clip_grid(images[keep], folder / f"grid_{name}.gif", ncol=ncol)
+        return
+    (folder / name).mkdir()
+    for j, im in enumerate(images):
+        Image.fromarray(im.squeeze(-1) if im.shape[-1] == 1 else im).save(folder / name / f"{j:05d}.png")
+    order = np.argsort(labels[: min(len(images), 10 * num_classes)], kind="stable")
+    Image.fromarray(image_grid(images[order], ncol=num_classes).squeeze()).save(folder / f"grid_{name}.png")
+
+
 def sample_key(params, run: str, train_dir: Path, tokenizer_identity: str) -> dict:
     """Everything that determines the samples of one point (but not the list of points): the
     checkpoint, the sample sections (less `loops`, `cfg_scales`), the seeds, the tokenizer, the code
@@ -72,6 +107,7 @@ def sample_key(params, run: str, train_dir: Path, tokenizer_identity: str) -> di
         "tokenizer": tokenizer_identity,
         "code": sha256_tree(  # the stage's code dependencies (dvc.yaml)
             [ROOT / "stages" / "sample.py", ROOT / "elt" / "core", ROOT / "elt" / "tokenizers",
+             ROOT / "elt" / "tracking" / "video_preview.py",
              *families.source_files(params.grid[run].family, "model", "sampler")],
             root=ROOT,
         ),
@@ -107,7 +143,6 @@ def main(argv=None) -> None:
     import jax.numpy as jnp
     import numpy as np
     import orbax.checkpoint as ocp
-    from PIL import Image
     from tqdm import tqdm
 
     from elt import families
@@ -115,7 +150,7 @@ def main(argv=None) -> None:
     from elt.integrity import verify_manifest, write_manifest
     from elt.tokenizers import load_tokenizer
     from elt.tracking import RunTracker
-    from elt.workdir import atomic_write_text, publish_folder, remove_stale_tmp, save_npz, seal, sealed_info, tmp_tag
+    from elt.workdir import atomic_write_text, publish_folder, remove_stale_tmp, seal, sealed_info, tmp_tag
 
     verify_manifest(train_dir, "checkpoint", f"rerun `dvc repro -f train@{args.run}`")
     tokenizer_dir = args.tokenizer or family_paths(params.grid[args.run].family)["tokenizer"]
@@ -141,7 +176,7 @@ def main(argv=None) -> None:
     timing = {name: info["timing"] for name, info in done.items()}
     tracker = RunTracker.for_grid_point(args.run, stage="sample")
     for name in done:
-        tracker.log_artifact(str(work / name / f"grid_{name}.png"), artifact_path=f"samples/{name}")
+        tracker.log_artifact(str(grid_file(work / name, name)), artifact_path=f"samples/{name}")
     samplers = {}  # guidance scale -> compiled sampler (L is dynamic: one compilation covers every L)
     if todo:
         meta = json.loads(model_json.read_text())
@@ -184,12 +219,8 @@ def main(argv=None) -> None:
         if images.dtype != np.uint8:
             raise SystemExit(f"tokenizer at {tokenizer_dir} decoded {images.dtype}, expected uint8 images")
         ltmp = work / f"{name}.{tmp_tag()}"
-        (ltmp / name).mkdir(parents=True)
-        for j, im in enumerate(images):
-            Image.fromarray(im.squeeze(-1) if im.shape[-1] == 1 else im).save(ltmp / name / f"{j:05d}.png")
-        save_npz(ltmp / f"{name}.npz", images=images, labels=labels_all, latents=latents)  # fixed timestamps
-        order = np.argsort(labels_all[: min(len(images), 10 * num_classes)], kind="stable")
-        Image.fromarray(image_grid(images[order], ncol=num_classes).squeeze()).save(ltmp / f"grid_{name}.png")
+        ltmp.mkdir(parents=True)
+        write_point(ltmp, name, images, labels_all, latents, num_classes)
         timing[name] = {
             "L": L,
             "cfg_scale": scale,
@@ -201,7 +232,7 @@ def main(argv=None) -> None:
         }
         seal(ltmp, {"point": name, "timing": timing[name]})  # DONE.json last, then one rename: durable
         publish_folder(ltmp, work / name)
-        tracker.log_artifact(str(work / name / f"grid_{name}.png"), artifact_path=f"samples/{name}")
+        tracker.log_artifact(str(grid_file(work / name, name)), artifact_path=f"samples/{name}")
 
     # Assemble the DVC output from the work folder (a copy: DVC may move or lock what it caches).
     timing = {name: timing[name] for name in points}
@@ -209,9 +240,10 @@ def main(argv=None) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     for name in points:
-        shutil.copytree(work / name / name, tmp / name)
-        for file in (f"{name}.npz", f"grid_{name}.png"):
-            shutil.copyfile(work / name / file, tmp / file)
+        if (work / name / name).is_dir():  # per-sample PNGs (images only)
+            shutil.copytree(work / name / name, tmp / name)
+        for file in (work / name / f"{name}.npz", grid_file(work / name, name)):
+            shutil.copyfile(file, tmp / file.name)
     (tmp / "timing.json").write_text(json.dumps(timing, indent=1))
     sampling = {"family": params.grid[args.run].family, "sample": dataclasses.asdict(params.family(args.run).sample),
                 "points": [{"name": name, "L": L, "cfg_scale": s} for name, (L, s) in points.items()]}

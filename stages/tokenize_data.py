@@ -31,9 +31,10 @@ def main() -> None:
                     help="default: data/tokens_heldout/FAMILY, or OUT_heldout when --out is given")
     args = ap.parse_args()
     params = load_params(args.params)  # validated before any compute
-    paths = family_paths(params.grid_family(args.family).name)
+    family = params.grid_family(args.family).name
+    paths = family_paths(family)
     args.tokenizer, args.out = args.tokenizer or paths["tokenizer"], args.out or paths["tokens"]
-    data, tz = params.data, params.tokenize
+    data, tz = params.data_for(family), params.tokenize  # video_data for a video family
     heldout_out = args.heldout_out or (f"{args.out.rstrip('/')}_heldout" if args.out != paths["tokens"]
                                        else paths["tokens_heldout"])
 

@@ -123,7 +123,7 @@ def main(argv=None) -> None:
     losses, family_cfg = families.module(point.family, "losses"), params.family(args.run)
     losses.check_latents(latents.spec)
     data = StepBatches(latents, jax.process_index(), jax.process_count())
-    split = params.data.heldout_split
+    split = params.data_for(point.family).heldout_split
     held_data = heldout_tokens(split, args.heldout_tokens or (
         f"{tokens_dir.rstrip('/')}_heldout" if args.tokens else paths["tokens_heldout"]), latents)
     if held_data is not None:

@@ -1,5 +1,5 @@
 """Stage train_tokenizer@FAMILY: train the family's tokenizer (`families.FAMILY.tokenizer`, by
-its kind: vq: VQ, vae: KL autoencoder) -> data/tokenizer/FAMILY/ (orbax + tokenizer.json +
+its kind: vq: VQ, vae: KL autoencoder, vq3d: 3-D VQ on clips of `video_data`) -> data/tokenizer/FAMILY/ (orbax + tokenizer.json +
 metrics.json) and data/tokenizer_metrics/FAMILY.json. With its `checkpoint` set, the given
 pretrained tokenizer (any registered kind; for vae also a Stable Diffusion VAE .safetensors file)
 is copied or converted and evaluated instead.
@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from elt.config import family_paths, load_params  # noqa: E402
+from elt.config import ConfigError, family_paths, load_params  # noqa: E402
 
 
 def main() -> None:
@@ -29,8 +29,15 @@ def main() -> None:
     family = params.grid_family(args.family)
     paths = family_paths(family.name)
     args.out, args.metrics = args.out or paths["tokenizer"], args.metrics or paths["tokenizer_metrics"]
-    data, tk = params.data, family.tokenizer
-    if tk.kind == "vae":  # trains, or converts an SD .safetensors / copies a tokenizer folder
+    data, tk = params.data_for(family.name), family.tokenizer  # video_data for a video family
+    if tk.kind == "vq3d":
+        if tk.checkpoint:
+            raise ConfigError(f"families.{family.name}.tokenizer.checkpoint",
+                              "a pretrained vq3d tokenizer is not supported yet: set it to null to train one")
+        from elt.tokenizers.vq3d_train import train_vq3d
+
+        metrics = train_vq3d(data.dataset, data.train_split, data.data_dir, args.out, tk)
+    elif tk.kind == "vae":  # trains, or converts an SD .safetensors / copies a tokenizer folder
         from elt.tokenizers.vae_train import train_vae
 
         metrics = train_vae(data.dataset, data.train_split, data.data_dir, args.out, tk)

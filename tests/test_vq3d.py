@@ -174,6 +174,6 @@ def test_beam_refuses_a_tokenizer_of_the_other_modality(trained, tmp_path):
                           str(tmp_path / "o"))
     with pytest.raises(ModalityError, match="'digits' holds images, not videos"):
         beam_tokenize.run("digits", "train", data_dir, SIZE, str(root / "tok"), str(tmp_path / "o"))
-    with pytest.raises(ValueError, match="works on 16px frames but data.image_size is 32"):
+    with pytest.raises(ValueError, match="works on 16px frames but video_data.image_size is 32"):
         beam_tokenize.run("moving_digits", "train", data_dir, 32, str(root / "tok"), str(tmp_path / "o"))
     assert not (tmp_path / "o").exists()

@@ -216,10 +216,10 @@ def run(
     tok = load_tokenizer(tokenizer_path, require_manifest=True)  # files checked before any work
     reader = reader_args(tok)
     if tok.image_size != image_size:
-        what = "frames" if dict(reader)["modality"] == "video" else "images"
+        video = dict(reader)["modality"] == "video"
         raise ValueError(
-            f"tokenizer {tokenizer_path!r} works on {tok.image_size}px {what} but "
-            f"data.image_size is {image_size}"
+            f"tokenizer {tokenizer_path!r} works on {tok.image_size}px {'frames' if video else 'images'} but "
+            f"{'video_data' if video else 'data'}.image_size is {image_size}"
         )
     data = load_dataset(dataset, split, data_dir, image_size, **dict(reader))
     total = data.num_examples

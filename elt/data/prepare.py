@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from elt.data.datasets import is_folder_path, load_image_dataset
+from elt.data.datasets import is_folder_path, load_image_dataset, load_video_dataset
 
 
 def prepare(dataset: str, data_dir: str, image_size: int, split: str = "train") -> dict:
@@ -26,4 +26,22 @@ def prepare(dataset: str, data_dir: str, image_size: int, split: str = "train") 
         "num_examples": data.num_examples,
         "num_classes": data.num_classes,
         "identity": data.identity,
+    }
+
+
+def prepare_video(dataset: str, data_dir: str, image_size: int, num_frames: int, frame_stride: int,
+                  split: str = "train") -> dict:
+    """`video_data`: build the bundled moving_digits into `data_dir` (offline), or check that a tfds
+    video data set or a folder of video files is readable, as clips of `num_frames` frames taken
+    every `frame_stride` (the video tokenizer's clip rule). An image data set raises
+    ModalityError. Returns {dataset, split, num_examples, num_classes, identity, num_frames}."""
+    data = load_video_dataset(dataset, split, data_dir, image_size, num_frames, frame_stride)
+    data.read(0, min(1, data.num_examples))  # decode one clip now, not in the Beam job
+    return {
+        "dataset": dataset,
+        "split": split,
+        "num_examples": data.num_examples,
+        "num_classes": data.num_classes,
+        "identity": data.identity,
+        "num_frames": num_frames,
     }

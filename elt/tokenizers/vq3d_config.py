@@ -47,7 +47,7 @@ PAPER = dict(
 class VQ3DConfig:
     kind: str = "vq3d"
     checkpoint: str | None = None  # a pretrained tokenizer by path instead of training one
-    image_size: int = 32  # data.image_size (filled in by the parser, not a key of the section)
+    image_size: int = 32  # video_data.image_size, the frame size (filled in by the parser, not a key of the section)
     num_frames: int = 16  # T: frames per clip (the clip rule's num_frames)
     frame_stride: int = 1  # the clip rule's stride between taken source frames
     channels: int = 8  # width of the finest level

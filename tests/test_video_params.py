@@ -1,0 +1,144 @@
+"""`video_data`: the data of the video families, parsed and checked like `data`, and the stages of
+a video grid point (prepare_data -> train_tokenizer@magvit (vq3d) -> tokenize@magvit -> train ->
+sample) run on it as real processes, on clips of the bundled moving_digits."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from elt.config import ConfigError, load_params, parse_params
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT = yaml.safe_load((ROOT / "params.yaml").read_text())
+T, SIZE = 8, 16
+# A tiny 3-D VQ (8x16x16 clips -> 4x8x8 tokens), as in tests/test_vq3d.py, trained briefly.
+VQ3D = {"kind": "vq3d", "num_frames": T, "channels": 8, "channel_mult": [1, 2], "temporal_downsample": [True],
+        "norm_groups": 4, "codebook_size": 32, "embed_dim": 8, "steps": 20, "batch_size": 8, "lr": 2e-3}
+VIDEO_DATA = {"dataset": "moving_digits", "image_size": SIZE, "train_split": "train[:96]",
+              "heldout_split": "train[96:128]", "data_dir": "data/tfds"}
+
+
+def video_params(**video_data) -> dict:
+    """The default file with one magvit grid point on `video_data` (its image data stays)."""
+    raw = copy.deepcopy(DEFAULT)
+    raw["scales"]["micro"] = {"d_model": 16, "mlp_dim": 32, "num_heads": 2}
+    raw["grid"] = {"micro-1x2-elt": {"family": "magvit", "scale": "micro", "N": 1, "L_max": 2, "ilsd": True}}
+    raw["families"] = {"magvit": {"tokenizer": dict(VQ3D), "sample": {"steps": 2}}}
+    raw["video_data"] = {**VIDEO_DATA, **video_data}
+    raw["train"].update(steps=3, batch_size=8, checkpoint_every=3, log_every=1, warmup_steps=1)
+    raw["sample"].update(loops=[1, 3], num_samples=20, batch_size=20)
+    return raw
+
+
+# --------------------------------------------------------------------------------------------
+# params.yaml
+# --------------------------------------------------------------------------------------------
+def test_the_default_has_no_video_data_and_every_family_reads_data():
+    p = load_params(ROOT / "params.yaml")
+    assert p.video_data is None
+    assert p.data_for("maskgit") is p.data
+
+
+def test_a_video_family_reads_video_data_and_its_tokenizer_works_at_its_frame_size():
+    p = parse_params(video_params(image_size=24))
+    assert p.data_for("magvit") is p.video_data
+    assert (p.video_data.dataset, p.video_data.image_size, p.video_data.heldout_split) == (
+        "moving_digits", 24, "train[96:128]")
+    tk = p.families["magvit"].tokenizer
+    assert (tk.kind, tk.image_size, tk.num_frames) == ("vq3d", 24, T)  # video_data's size, not data's 32
+    assert p.run_config("micro-1x2-elt")["data"]["dataset"] == "moving_digits"
+
+
+@pytest.mark.parametrize("edit, key, words", [
+    (lambda r: r.update(video_data=None), "video_data", "families.magvit models video: set video_data"),
+    (lambda r: r["video_data"].pop("dataset"), "video_data.dataset", "missing required key"),
+    (lambda r: r["video_data"].update(image_size=0), "video_data.image_size", "must be > 0"),
+    (lambda r: r["video_data"].update(frames=16), "video_data.frames", "unknown key"),
+    (lambda r: r["video_data"].update(heldout_split="train[:96]"), "video_data.heldout_split", "overlap"),
+    (lambda r: r["families"]["magvit"]["tokenizer"].update(image_size=16), "families.magvit.tokenizer.image_size",
+     "works at video_data.image_size"),
+])
+def test_bad_video_data_fails_naming_the_key(edit, key, words):
+    raw = video_params()
+    edit(raw)
+    with pytest.raises(ConfigError) as err:
+        parse_params(raw)
+    assert err.value.key == key and words in str(err.value), str(err.value)
+    assert len(str(err.value).splitlines()) == 1
+
+
+def test_video_data_without_a_video_family_is_refused():
+    raw = copy.deepcopy(DEFAULT)
+    raw["video_data"] = dict(VIDEO_DATA)
+    with pytest.raises(ConfigError, match=r"^video_data: no grid point uses a video family"):
+        parse_params(raw)
+
+
+def test_an_unknown_video_dataset_names_video_data(tmp_path):
+    raw = video_params(dataset="./no/such/folder")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=r"^video_data\.dataset: './no/such/folder' looks like a folder path"):
+        load_params(tmp_path / "params.yaml")
+
+
+# --------------------------------------------------------------------------------------------
+# the stages, as real processes
+# --------------------------------------------------------------------------------------------
+def _stage(cwd: Path, script: str, *args) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}  # tracking down: no server needed
+    env.pop("DVC_ROOT", None)
+    proc = subprocess.run([sys.executable, str(ROOT / "stages" / script), "--params", "params.yaml", *args],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, f"{script}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc
+
+
+def test_a_magvit_point_runs_its_stages_on_video_data(tmp_path):
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(video_params()))
+    prep = _stage(tmp_path, "prepare_data.py")
+    assert '"family": "magvit"' in prep.stdout and '"num_frames": 8' in prep.stdout
+
+    _stage(tmp_path, "train_tokenizer.py", "--family", "magvit")
+    metrics = json.loads((tmp_path / "data/tokenizer_metrics/magvit.json").read_text())
+    assert metrics["num_clips"] == 96  # video_data.train_split, not data's 1,497 images
+    assert "moving_digits" in metrics["dataset"]
+    assert metrics["psnr"] > metrics["psnr_init"]  # 20 steps do train it
+
+    _stage(tmp_path, "tokenize_data.py", "--family", "magvit")
+    from elt.data.loader import LatentData
+
+    tokens, held = LatentData(str(tmp_path / "data/tokens/magvit")), LatentData(str(tmp_path / "data/tokens_heldout/magvit"))
+    assert (tokens.num_examples, held.num_examples) == (96, 32)
+    assert tuple(tokens.spec.shape) == (T // 2, SIZE // 2, SIZE // 2)  # (t, h, w) tokens of 8x16x16 clips
+    latents = tokens.read()["latents"]
+    assert latents.shape == (96, T // 2, SIZE // 2, SIZE // 2) and int(latents.max()) < VQ3D["codebook_size"]
+
+    _stage(tmp_path, "train.py", "--run", "micro-1x2-elt")
+    train = json.loads((tmp_path / "runs/micro-1x2-elt/train/metrics.json").read_text())
+    assert train["exit_loss_data"].startswith("heldout train[96:128] (32 examples)")
+    assert sorted(train["held_out_loss_per_exit"], key=int) == ["1", "2"]
+    assert all(np.isfinite(v) for v in train["held_out_loss_per_exit"].values())
+
+    _stage(tmp_path, "sample.py", "--run", "micro-1x2-elt")
+    samples = tmp_path / "runs/micro-1x2-elt/samples"
+    assert sorted(p.name for p in samples.iterdir()) == [
+        "L1.npz", "L3.npz", "MANIFEST.json", "grid_L1.gif", "grid_L3.gif", "sampling.json", "timing.json"]
+    with np.load(samples / "L3.npz") as z:
+        clips, labels = z["images"], z["labels"]
+    assert clips.dtype == np.uint8 and clips.shape[:4] == (20, T, SIZE, SIZE) and clips.shape[-1] in (1, 3)
+    assert list(labels) == [i % 10 for i in range(20)]  # class-balanced
+    from PIL import Image
+
+    with Image.open(samples / "grid_L3.gif") as gif:
+        assert 1 <= gif.n_frames <= T  # PIL merges identical consecutive frames
+        # 8 columns (classes 0-7) x 2 rows (20 balanced samples hold two of each), 2-px borders
+        assert gif.size == (8 * (SIZE + 2) + 2, 2 * (SIZE + 2) + 2)
