@@ -115,6 +115,21 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
+class VideoDataConfig(DataConfig):
+    """`video_data`: a video data set, cut into clips by the clip rule of elt/data/video.py. The
+    clips are a property of the data: the video tokenizer, the reference statistics and the floor
+    all read the same clips (the tokenizer takes num_frames and frame_stride from here)."""
+
+    num_frames: int = 16  # T: frames per clip
+    frame_stride: int = 1  # taken source frames are this many apart
+
+    def check(self, key: str) -> None:
+        super().check(key)
+        for name in ("num_frames", "frame_stride"):
+            _positive(f"{key}.{name}", getattr(self, name))
+
+
+@dataclass(frozen=True)
 class TokenizeConfig:
     batch_size: int = 128
     num_shards: int = 4
@@ -265,10 +280,25 @@ class EvalConfig:
     # at n <= this, leave-one-out. 0: no spread. (Not a bootstrap: its std is ~2-5x too wide at n << D.)
     jackknife_groups: int = 100
     kid_subsets: int = 100  # KID subsets (clean-fid); 0: no KID
+    # FVD (video families): the Kinetics-400 I3D (stage fetch_fvd_weights), clips per I3D call,
+    # MAGVIT's spread (the mean and std of `fvd_repeats` FVDs, each of `fvd_clips_per_repeat`
+    # samples against as many real clips; fewer samples than repeats x clips: one FVD, no spread,
+    # and eval.json says why), and the clips of video_data.train_split in the reference (null: all;
+    # k: a seeded subset, ref_seed).
+    fvd_weights: str = "data/weights/fvd_i3d.ckpt"
+    fvd_batch_size: int = 8
+    fvd_repeats: int = 4
+    fvd_clips_per_repeat: int = 10_000
+    fvd_ref_clips: int | None = None
 
     def check(self, key: str) -> None:
         for name in ("ref_seed", "jackknife_groups", "kid_subsets"):
             _positive(f"{key}.{name}", getattr(self, name), allow_zero=True)
+        for name in ("fvd_batch_size", "fvd_repeats"):
+            _positive(f"{key}.{name}", getattr(self, name))
+        for name in ("fvd_clips_per_repeat", "fvd_ref_clips"):
+            if getattr(self, name) is not None and getattr(self, name) < 2:
+                raise ConfigError(f"{key}.{name}", f"FVD needs >= 2 clips, got {getattr(self, name)}")
         if self.jackknife_groups == 1:
             raise ConfigError(f"{key}.jackknife_groups", "must be 0 (no spread) or >= 2 groups, got 1")
 
@@ -286,12 +316,16 @@ class Params:
     families: Mapping[str, FamilyConfig]
     # `video_data`: the data of the video families (magvit): clips of a video data set, its
     # image_size the frame size. None (`video_data: null`) when the grid has no video family.
-    video_data: DataConfig | None = None
+    video_data: VideoDataConfig | None = None
 
     def data_for(self, family: str) -> DataConfig:
         """The data a family trains its tokenizer and models on: `video_data` for a video family,
         `data` for an image one (parse_params made sure the video family has it)."""
         return self.video_data if self.families[family].modality == "video" else self.data
+
+    def data_key(self, family: str) -> str:
+        """The params section data_for(family) is: "video_data" or "data" (for messages)."""
+        return _DATA_KEY[self.families[family].modality]
 
     def point(self, run: str) -> GridPoint:
         """The grid point a stage was asked to work on (``--run``), or an error naming it."""
@@ -461,7 +495,7 @@ def parse_params(raw: Mapping[str, Any], source: str = "params.yaml") -> Params:
     _positive("data.image_size", data.image_size)
     video_data = None
     if raw.get("video_data") is not None:  # null / absent: no video data (no video family may be in the grid)
-        video_data = parse_section(DataConfig, raw["video_data"], "video_data", required=("dataset",))
+        video_data = parse_section(VideoDataConfig, raw["video_data"], "video_data", required=("dataset",))
         _positive("video_data.image_size", video_data.image_size)
     tokenize = parse_section(TokenizeConfig, raw.get("tokenize"), "tokenize")
     for name in ("batch_size", "num_shards", "direct_num_workers", "read_size"):
@@ -509,6 +543,10 @@ def parse_params(raw: Mapping[str, Any], source: str = "params.yaml") -> Params:
                               f"(at least its tokenizer: families.{point.family}.tokenizer.kind: "
                               f"{families[point.family].tokenizer_kind})")
         grid[str(name)] = point
+    if video_data is not None and any(families[p.family].quality_metric == "fvd" for p in grid.values()):
+        if video_data.num_frames < FVD_MIN_FRAMES:  # found here, not after the models are trained
+            raise ConfigError("video_data.num_frames", f"FVD's I3D needs clips of at least {FVD_MIN_FRAMES} "
+                              f"frames, got {video_data.num_frames}")
     if video_data is not None and not any(families[p.family].modality == "video" for p in grid.values()):
         # one source of truth: an unused section would still rerun prepare_data and the tokenizer stages
         raise ConfigError("video_data", "no grid point uses a video family (magvit): set it to null")
@@ -543,10 +581,16 @@ def _parse_tokenizer(raw: Any, data: DataConfig, key: str, family_kind: str, dat
         raise ConfigError(f"{key}.kind", f"unknown tokenizer kind {kind!r} (known: {', '.join(TOKENIZER_CONFIGS)})")
     if kind != family_kind:
         raise ConfigError(f"{key}.kind", f"this family models {family_kind!r} latents, got kind {kind!r}")
-    if "image_size" in raw:
-        raise ConfigError(f"{key}.image_size", f"not a tokenizer setting: the tokenizer works at {data_key}.image_size")
-    module, name = TOKENIZER_CONFIGS[kind]
-    return parse_section(getattr(importlib.import_module(module), name), {**raw, "image_size": data.image_size}, key)
+    cls = getattr(importlib.import_module(TOKENIZER_CONFIGS[kind][0]), TOKENIZER_CONFIGS[kind][1])
+    # the data's settings the tokenizer works at (its image size; a video tokenizer's clip rule too)
+    given = {"image_size": data.image_size}
+    for name in ("num_frames", "frame_stride"):
+        if hasattr(data, name) and name in {f.name for f in dataclasses.fields(cls)}:
+            given[name] = getattr(data, name)
+    for name in given:
+        if name in raw:
+            raise ConfigError(f"{key}.{name}", f"not a tokenizer setting: the tokenizer works at {data_key}.{name}")
+    return parse_section(cls, {**raw, **given}, key)
 
 
 def _parse_families(raw: Any, data: Mapping[str, DataConfig | None]) -> dict[str, FamilyConfig]:
@@ -591,7 +635,10 @@ def _parse_families(raw: Any, data: Mapping[str, DataConfig | None]) -> dict[str
     return out
 
 
-_DATA_KEY = {"image": "data", "video": "video_data"}  # the params section of each modality's data
+_DATA_KEY = {"image": "data", "video": "video_data"}
+# = elt.evaluation.i3d.MIN_FRAMES (tests/test_video_params.py checks it), written out here because
+# importing the I3D module would make every stage depend on elt/evaluation (tests/test_dvc_deps.py)
+FVD_MIN_FRAMES = 9  # the params section of each modality's data
 
 
 def _family_data(data: Mapping[str, DataConfig | None], modality: str, family: str) -> DataConfig:

@@ -48,7 +48,11 @@ def main(argv=None) -> None:
     run_dir = Path("runs") / args.run
     samples = Path(args.samples or run_dir / "samples")
     ref_dir = Path(args.ref) / metric_name
-    for need in (run_dir / "train" / "model.json", samples / "timing.json", ref_dir, Path(params.eval.weights)):
+    from elt.evaluation import metrics
+
+    metric = metrics.from_eval(metric_name, params.eval)  # FID: eval.weights; FVD: eval.fvd_weights
+    metrics.check_weights(metric)
+    for need in (run_dir / "train" / "model.json", samples / "timing.json", ref_dir):
         if not need.exists():
             raise SystemExit(f"{need}: missing (run the stages before evaluate@{args.run})")
     from elt.integrity import listed_files, verify_manifest
@@ -62,7 +66,6 @@ def main(argv=None) -> None:
 
     from elt import families
     from elt.config import config_hash
-    from elt.evaluation import metrics
     from elt.tracking import RunTracker
     from elt.workdir import atomic_write_text, remove_stale_tmp, sha256_file, sha256_tree
 
@@ -75,15 +78,12 @@ def main(argv=None) -> None:
     flops = families.module(meta["family"], "flops")
     cfg = families.module(meta["family"], "model").model_from_config(meta["config"]).cfg
     points = {p["name"]: (int(p["L"]), float(p["cfg_scale"])) for p in sampling["points"]}
-    metric = metrics.get(metric_name)(params.eval.weights, batch_size=params.eval.batch_size,
-                                      jackknife_groups=params.eval.jackknife_groups, kid_subsets=params.eval.kid_subsets,
-                                      seed=params.eval.ref_seed)
     ref_files = {k: v["sha256"] for k, v in listed_files(Path(args.ref)).items() if k.startswith(f"{metric_name}/")}
     ident = {
         "run": args.run,
         "ref": ref_files,  # verified above
-        "weights": sha256_file(params.eval.weights),
-        "eval": {"batch_size": params.eval.batch_size, "metric": metric_name, "method": getattr(metric, "method", None),
+        "weights": sha256_file(metric.weights),
+        "eval": {"batch_size": metric.batch_size, "metric": metric_name, "method": getattr(metric, "method", None),
                  "settings": getattr(metric, "settings", None)},
         "code": sha256_tree([ROOT / "stages" / "evaluate.py", ROOT / "elt" / "evaluation"], root=ROOT),
     }

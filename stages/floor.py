@@ -6,7 +6,8 @@ For each metric: the metric of `sample.num_samples` held-out real images (`data.
 against the reference statistics, and of their reconstructions by the tokenizer of each family
 the metric scores (data/tokenizer/FAMILY), over up to three disjoint draws (elt/evaluation/floor.py)
 -> data/floor/floor.json, which the aggregate prints beside every table and figure. Without a
-held-out split the file says so and holds no metric.
+held-out split the file says so and holds no metric. FVD (video families) measures the same on
+clips of `video_data.heldout_split` (elt/evaluation/real_data.py); metrics.<name> names the data.
 """
 from __future__ import annotations
 
@@ -35,37 +36,45 @@ def main(argv=None) -> None:
     data, n = params.data, params.sample.num_samples
     out = Path(args.out)
     report = {"dataset": data.dataset, "split": data.heldout_split, "num_samples": n, "metrics": {}}
-    if data.heldout_split is None:
-        report["reason"] = "no data.heldout_split: no held-out real images to measure a floor on"
-    else:
+    from elt.evaluation import metrics, real_data
+
+    measured, reasons = {}, []
+    for name in params.quality_metrics():
+        key, of = real_data.data_config(params, name)
+        if of.heldout_split is None:
+            reasons.append(f"no {key}.heldout_split: no held-out real data to measure the {name} floor on")
+        else:
+            measured[name] = (key, of)
+    if reasons:
+        report["reason"] = "; ".join(reasons)
+    if measured:
         from tqdm import tqdm
 
-        from elt.data.datasets import load_image_dataset
-        from elt.evaluation import floor, metrics
+        from elt.evaluation import floor
         from elt.integrity import verify_manifest
         from elt.tokenizers import load_tokenizer
 
-        heldout = load_image_dataset(data.dataset, data.heldout_split, data.data_dir, data.image_size)
-        draws = floor.num_draws(len(heldout), n)
-        if draws == 0:  # before any network is built
-            raise SystemExit(f"data.heldout_split: {data.heldout_split!r} holds {len(heldout)} images, fewer "
-                             f"than sample.num_samples={n}; a floor at another sample count is not comparable")
+        heldout, built = {}, {}
+        for name, (key, of) in measured.items():  # every input checked before any network is built
+            heldout[name] = real_data.load(params, name, of.heldout_split)
+            if floor.num_draws(len(heldout[name]), n) == 0:
+                raise SystemExit(f"{key}.heldout_split: {of.heldout_split!r} holds {len(heldout[name])} examples, "
+                                 f"fewer than sample.num_samples={n}; a floor at another sample count is not comparable")
+            built[name] = metrics.from_eval(name, params.eval)
+            metrics.check_weights(built[name])
         verify_manifest(Path(args.ref), "reference statistics", "rerun `dvc repro -f ref_stats`")
-        images, _ = heldout.read(0, len(heldout))
-        ev = params.eval
-        for name in params.quality_metrics():
-            scored = sorted({p.family for p in params.grid.values()
-                             if params.families[p.family].quality_metric == name})
-            tokenizers = {f: load_tokenizer(str(Path(args.tokenizers) / f), require_manifest=True) for f in scored}
-            metric = metrics.get(name)(ev.weights, batch_size=ev.batch_size, jackknife_groups=ev.jackknife_groups,
-                                       kid_subsets=ev.kid_subsets, seed=ev.ref_seed)
+        for name, (key, of) in measured.items():
+            tokenizers = {f: load_tokenizer(str(Path(args.tokenizers) / f), require_manifest=True)
+                          for f in real_data.scored_families(params, name)}
+            real, _ = heldout[name].read(0, len(heldout[name]))
+            draws = floor.num_draws(len(real), n)
             with tqdm(total=draws, desc=f"floor {name}", unit="draw") as bar:
-                report["metrics"][name] = floor.real_data_floor(
-                    metric, Path(args.ref) / name, images, tokenizers, n, seed=params.seed, progress=bar)
-            result = report["metrics"][name]
+                result = floor.real_data_floor(
+                    built[name], Path(args.ref) / name, real, tokenizers, n, seed=params.seed, progress=bar)
+            report["metrics"][name] = {**result, "dataset": of.dataset, "split": of.heldout_split, "data": key}
             report["draws"] = result["draws"]
             recon = "; ".join(f"{k}: {v['mean']:.2f}" for k, v in result.items() if k.startswith("reconstruction"))
-            print(f"floor: {name.upper()} of {n} held-out real images {result['real']['mean']:.2f} "
+            print(f"floor: {name.upper()} of {n} held-out real examples of {key} {result['real']['mean']:.2f} "
                   f"(std over {draws} draws {result['real']['std'] or float('nan'):.2f}); {recon}", flush=True)
     # published whole or not at all: a killed run leaves only out.tmp, removed by the next one
     tmp = out.with_name(out.name + ".tmp")

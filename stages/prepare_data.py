@@ -1,6 +1,6 @@
 """Stage prepare_data: build/check the data set of `data` in data.data_dir (digits is built
 offline), and that of `video_data` when the grid has a video family (moving_digits is built
-offline; clips by the family's tokenizer: num_frames, frame_stride).
+offline; one clip of num_frames taken every frame_stride frames is decoded as a check).
 
     python stages/prepare_data.py --params params.yaml
 """
@@ -27,12 +27,10 @@ def main() -> None:
     info = prepare(data.dataset, data.data_dir, data.image_size, split=data.train_split)
     print(json.dumps(info, indent=2))
     video = params.video_data
-    for family in sorted({p.family for p in params.grid.values()}):
-        tk = params.families[family].tokenizer
-        if params.families[family].modality == "video":
-            info = prepare_video(video.dataset, video.data_dir, video.image_size, tk.num_frames, tk.frame_stride,
-                                 split=video.train_split)
-            print(json.dumps({"family": family, **info}, indent=2))
+    if video is not None:  # set only when the grid has a video family
+        info = prepare_video(video.dataset, video.data_dir, video.image_size, video.num_frames, video.frame_stride,
+                             split=video.train_split)
+        print(json.dumps({"video_data": info}, indent=2))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ Reads `data` (dataset, image_size, data_dir) and `eval` (ref_split, ref_num_imag
 batch_size, weights) from params.yaml; writes data/ref_stats/<metric>/ (for FID: stats.npz with mu,
 sigma float64, n, up to 10,000 reference features float32 for KID, and what they are of: split
 size, selection, seed, sha256 of the chosen indices) and data/ref_stats/info.json (the same record).
+FVD (a video family in the grid): clips of `video_data.train_split` (eval.fvd_ref_clips of them),
+I3D features by eval.fvd_weights (elt/evaluation/real_data.py).
 
 eval.ref_num_images null: the whole split; k: a random subset of k images of the split chosen by
 index with seed eval.ref_seed (not the first k); k above the split size is an error naming the key.
@@ -34,12 +36,12 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
 
     params = load_params(args.params)
-    weights = Path(params.eval.weights)
-    if not weights.is_file():
-        raise SystemExit(f"eval.weights: {weights} missing (run `dvc repro fetch_fid_weights`)")
+    from elt.evaluation import metrics, real_data
 
-    from elt.data.datasets import load_image_dataset
-    from elt.evaluation import metrics
+    built = {name: metrics.from_eval(name, params.eval) for name in params.quality_metrics()}
+    for metric in built.values():  # every weights file before any compute
+        metrics.check_weights(metric)
+
     from elt.evaluation.reference import choose_subset
     from elt.integrity import write_manifest
 
@@ -50,26 +52,32 @@ def main(argv=None) -> None:
     info = {"dataset": data.dataset, "split": params.eval.ref_split, "image_size": data.image_size, "metrics": {}}
     ev = params.eval
     info.update(ref_num_images=ev.ref_num_images, ref_seed=ev.ref_seed)
-    for name in params.quality_metrics():
-        metric = metrics.get(name)(weights, batch_size=ev.batch_size, jackknife_groups=ev.jackknife_groups,
-                                   kid_subsets=ev.kid_subsets, seed=ev.ref_seed)
-        dataset = load_image_dataset(data.dataset, ev.ref_split, data.data_dir, data.image_size)
-        if ev.ref_num_images is not None:
-            choose_subset(len(dataset), ev.ref_num_images, ev.ref_seed)  # k > split size: fail before any compute
-        info["metrics"][name] = metric.reference(dataset, tmp / name, max_images=ev.ref_num_images)
+    datasets = {}
+    for name in built:  # every split opened and its subset size checked before any compute
+        split, num = real_data.reference_split(params, name)
+        datasets[name] = real_data.load(params, name, split)
+        if num is not None:
+            choose_subset(len(datasets[name]), num, ev.ref_seed)  # k > split size: fail here
+    for name, metric in built.items():
+        split, num = real_data.reference_split(params, name)
+        key, of = real_data.data_config(params, name)
+        info["metrics"][name] = {
+            **metric.reference(datasets[name], tmp / name, max_images=num),
+            "dataset": of.dataset, "split": split, "data": key,
+        }
     n = max(m["n"] for m in info["metrics"].values())
     info["n"] = n
     (tmp / "info.json").write_text(json.dumps(info, indent=1))
     write_manifest(tmp)
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)
-    first = next(iter(info["metrics"].values()))
-    what = ""
-    if first.get("selection") and first.get("split_size") is not None:
-        what = (f", {first['selection']} of {first['split_size']} (seed {first.get('seed')}, indices sha256 "
-                f"{str(first.get('indices_sha256'))[:12]})")
-    print(f"ref_stats: {n} images of {data.dataset} (split {params.eval.ref_split}{what}) at {data.image_size}px, "
-          f"metrics {', '.join(info['metrics'])} -> {out}")
+    for name, m in info["metrics"].items():
+        what = ""
+        if m.get("selection") and m.get("split_size") is not None:
+            what = (f", {m['selection']} of {m['split_size']} (seed {m.get('seed')}, indices sha256 "
+                    f"{str(m.get('indices_sha256'))[:12]})")
+        unit = "clips" if built[name].modality == "video" else "images"
+        print(f"ref_stats: {name}: {m['n']} {unit} of {m['dataset']} (split {m['split']}{what}) -> {out / name}")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 "spec": shape, dtype, vocab_size): `data.train_split` into data/tokens/FAMILY, `data.heldout_split`
 (same pipeline, same format) into data/tokens_heldout/FAMILY. Without a held-out split (null)
 the latter holds a manifest of no examples (split null, no shards), so the output DVC declares
-always exists.
+always exists. A video family reads `video_data` instead of `data` (clips, by its clip rule).
 
     python stages/tokenize_data.py --params params.yaml --family maskgit
 
@@ -56,7 +56,7 @@ def main() -> None:
             heldout_out, spec_of(manifest), num_classes=manifest["num_classes"],
             tokenizer=manifest["tokenizer"], dataset=data.dataset, image_size=data.image_size,
         )
-        print(f"tokenize: no data.heldout_split: {heldout_out} holds no examples", flush=True)
+        print(f"tokenize: no {params.data_key(family)}.heldout_split: {heldout_out} holds no examples", flush=True)
     else:
         held = tokenize(data.heldout_split, heldout_out)
         print(json.dumps({k: v for k, v in held.items() if k != "shards"}, indent=2))

@@ -36,8 +36,8 @@ EXIT_LOSS_CAP = 512  # held-out examples the per-exit losses are measured on, at
 EXIT_LOSS_SEED = 1234  # which examples, when there are more (a seeded choice, as ever)
 
 
-def heldout_tokens(split: str | None, heldout_dir: str, train):
-    """The verified tokens of `data.heldout_split` (None when it is null), checked to be of that
+def heldout_tokens(split: str | None, heldout_dir: str, train, key: str = "data"):
+    """The verified tokens of `<key>.heldout_split` (None when it is null), checked to be of that
     split and of the training tokens' tokenizer before any compute."""
     if split is None:
         return None
@@ -46,21 +46,21 @@ def heldout_tokens(split: str | None, heldout_dir: str, train):
     try:
         held = LatentData(heldout_dir)  # verifies every shard against the manifest
     except FileNotFoundError as e:
-        raise FileNotFoundError(f"data.heldout_split is {split!r}, but {e}") from None
+        raise FileNotFoundError(f"{key}.heldout_split is {split!r}, but {e}") from None
     m, t = held.manifest, train.manifest
     if m["split"] != split:
         raise ValueError(
-            f"{heldout_dir} holds the tokens of split {m['split']!r}, but data.heldout_split is "
-            f"{split!r}: rerun `dvc repro tokenize`"
+            f"{heldout_dir} holds the tokens of split {m['split']!r}, but {key}.heldout_split is "
+            f"{split!r}: rerun `dvc repro -f tokenize@{Path(heldout_dir).name}`"
         )
     for key in ("tokenizer", "spec", "num_classes", "image_size"):
         if m[key] != t[key]:
             raise ValueError(
                 f"{heldout_dir} and {train.latents_dir} were tokenized apart ({key} {m[key]!r} vs "
-                f"{t[key]!r}): rerun `dvc repro tokenize`"
+                f"{t[key]!r}): rerun `dvc repro -f tokenize@{Path(heldout_dir).name}`"
             )
     if held.num_examples == 0:
-        raise ValueError(f"{heldout_dir}: data.heldout_split {split!r} holds no examples")
+        raise ValueError(f"{heldout_dir}: {key}.heldout_split {split!r} holds no examples")
     return held
 
 
@@ -125,7 +125,8 @@ def main(argv=None) -> None:
     data = StepBatches(latents, jax.process_index(), jax.process_count())
     split = params.data_for(point.family).heldout_split
     held_data = heldout_tokens(split, args.heldout_tokens or (
-        f"{tokens_dir.rstrip('/')}_heldout" if args.tokens else paths["tokens_heldout"]), latents)
+        f"{tokens_dir.rstrip('/')}_heldout" if args.tokens else paths["tokens_heldout"]), latents,
+        key=params.data_key(point.family))
     if held_data is not None:
         held = heldout_batch(held_data)
         n = len(held["labels"])
@@ -133,7 +134,8 @@ def main(argv=None) -> None:
         exit_data = f"heldout {split} ({of})"
     else:
         held = None  # training examples, chosen after training as they always were
-        exit_data = f"train (no data.heldout_split; {min(256, data.num_examples)} training examples)"
+        exit_data = (f"train (no {params.data_key(point.family)}.heldout_split; "
+                     f"{min(256, data.num_examples)} training examples)")
     model = families.module(point.family, "model").build_model(
         latents.spec, latents.num_classes, scale, point.N, remat=hyper.remat
     )

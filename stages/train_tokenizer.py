@@ -44,7 +44,8 @@ def main() -> None:
     elif tk.checkpoint:
         from elt.tokenizers.pretrained import use_pretrained
 
-        metrics = use_pretrained(tk.checkpoint, args.out, data.dataset, data.train_split, data.data_dir, data.image_size)
+        metrics = use_pretrained(tk.checkpoint, args.out, data.dataset, data.train_split, data.data_dir, data.image_size,
+                                 key=f"families.{family.name}.tokenizer.checkpoint")
     else:
         from elt.tokenizers.train import train_tokenizer
 

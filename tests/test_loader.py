@@ -142,7 +142,7 @@ def test_old_format_and_bad_spec_are_named(tokens_dir):
     v1 = {k: v for k, v in good.items() if k != "spec"}
     v1.update(format="elt-tokens-tfrecord-v1", grid=[2, 2], num_tokens=4, vocab_size=32)
     path.write_text(json.dumps(v1))
-    with pytest.raises(ValueError, match=r"manifest\.json: .*old format .*rerun `dvc repro tokenize`"):
+    with pytest.raises(ValueError, match=r"manifest\.json: .*old format .*rerun `dvc repro -f tokenize@FAMILY`"):
         LatentData(str(tokens_dir))
     path.write_text(json.dumps({**good, "spec": {**good["spec"], "dtype": "float64"}}))
     with pytest.raises(ValueError, match=r"manifest\.json: bad spec: LatentSpec\.dtype"):

@@ -298,13 +298,13 @@ def test_every_grid_point_has_its_mlflow_run(repo, mlflow_uri):
 
 # Typical seconds of each stage on an idle 2-core machine; a kill lands at a random 15-70% of it
 # (early enough that a faster machine is still inside the stage most of the time).
-STAGE_SECONDS = {"prepare_data": 8, "train_tokenizer": 20, "tokenize": 25, "fetch_fid_weights": 4,
+STAGE_SECONDS = {"prepare_data": 8, "train_tokenizer": 20, "tokenize": 25, "fetch_fid_weights": 4, "fetch_fvd_weights": 3,
                  "ref_stats": 25, "floor": 30, "train": 20, "sample": 20, "evaluate": 25, "aggregate": 8}
 
 
 def _dag_stages() -> list[str]:
     head = ["prepare_data", "train_tokenizer@maskgit", "train_tokenizer@toy", "tokenize@maskgit", "tokenize@toy",
-            "fetch_fid_weights", "ref_stats", "floor"]
+            "fetch_fid_weights", "fetch_fvd_weights", "ref_stats", "floor"]
     return head + [f"{s}@{r}" for s in ("train", "sample", "evaluate") for r in RUNS + [TOY]] + ["aggregate"]
 
 

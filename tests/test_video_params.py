@@ -1,6 +1,7 @@
 """`video_data`: the data of the video families, parsed and checked like `data`, and the stages of
 a video grid point (prepare_data -> train_tokenizer@magvit (vq3d) -> tokenize@magvit -> train ->
-sample) run on it as real processes, on clips of the bundled moving_digits."""
+sample -> ref_stats -> evaluate, and floor) run on it as real processes, on clips of the bundled
+moving_digits, scored by FVD with the real I3D weights."""
 
 from __future__ import annotations
 
@@ -19,12 +20,12 @@ from elt.config import ConfigError, load_params, parse_params
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = yaml.safe_load((ROOT / "params.yaml").read_text())
-T, SIZE = 8, 16
-# A tiny 3-D VQ (8x16x16 clips -> 4x8x8 tokens), as in tests/test_vq3d.py, trained briefly.
-VQ3D = {"kind": "vq3d", "num_frames": T, "channels": 8, "channel_mult": [1, 2], "temporal_downsample": [True],
+T, SIZE = 12, 16  # 12 frames: FVD's I3D needs at least 9
+# A tiny 3-D VQ (12x16x16 clips -> 3x4x4 tokens), trained briefly.
+VQ3D = {"kind": "vq3d", "channels": 8, "channel_mult": [1, 2, 2], "temporal_downsample": [True, True],
         "norm_groups": 4, "codebook_size": 32, "embed_dim": 8, "steps": 20, "batch_size": 8, "lr": 2e-3}
-VIDEO_DATA = {"dataset": "moving_digits", "image_size": SIZE, "train_split": "train[:96]",
-              "heldout_split": "train[96:128]", "data_dir": "data/tfds"}
+VIDEO_DATA = {"dataset": "moving_digits", "image_size": SIZE, "num_frames": T, "train_split": "train[:96]",
+              "heldout_split": "train[96:112]", "data_dir": "data/tfds"}
 
 
 def video_params(**video_data) -> dict:
@@ -35,7 +36,7 @@ def video_params(**video_data) -> dict:
     raw["families"] = {"magvit": {"tokenizer": dict(VQ3D), "sample": {"steps": 2}}}
     raw["video_data"] = {**VIDEO_DATA, **video_data}
     raw["train"].update(steps=3, batch_size=8, checkpoint_every=3, log_every=1, warmup_steps=1)
-    raw["sample"].update(loops=[1, 3], num_samples=20, batch_size=20)
+    raw["sample"].update(loops=[1, 3], num_samples=10, batch_size=10)
     return raw
 
 
@@ -52,9 +53,9 @@ def test_a_video_family_reads_video_data_and_its_tokenizer_works_at_its_frame_si
     p = parse_params(video_params(image_size=24))
     assert p.data_for("magvit") is p.video_data
     assert (p.video_data.dataset, p.video_data.image_size, p.video_data.heldout_split) == (
-        "moving_digits", 24, "train[96:128]")
+        "moving_digits", 24, "train[96:112]")
     tk = p.families["magvit"].tokenizer
-    assert (tk.kind, tk.image_size, tk.num_frames) == ("vq3d", 24, T)  # video_data's size, not data's 32
+    assert (tk.kind, tk.image_size, tk.num_frames, tk.frame_stride) == ("vq3d", 24, T, 1)  # video_data's, not data's 32
     assert p.run_config("micro-1x2-elt")["data"]["dataset"] == "moving_digits"
 
 
@@ -66,6 +67,12 @@ def test_a_video_family_reads_video_data_and_its_tokenizer_works_at_its_frame_si
     (lambda r: r["video_data"].update(heldout_split="train[:96]"), "video_data.heldout_split", "overlap"),
     (lambda r: r["families"]["magvit"]["tokenizer"].update(image_size=16), "families.magvit.tokenizer.image_size",
      "works at video_data.image_size"),
+    (lambda r: r["families"]["magvit"]["tokenizer"].update(num_frames=16), "families.magvit.tokenizer.num_frames",
+     "works at video_data.num_frames"),
+    (lambda r: r["video_data"].update(frame_stride=0), "video_data.frame_stride", "must be > 0"),
+    (lambda r: r["video_data"].update(num_frames=14), "families.magvit.tokenizer.temporal_downsample",
+     "4x in time does not divide num_frames 14"),
+    (lambda r: r["video_data"].update(num_frames=8), "video_data.num_frames", "I3D needs clips of at least 9 frames"),
 ])
 def test_bad_video_data_fails_naming_the_key(edit, key, words):
     raw = video_params()
@@ -74,6 +81,13 @@ def test_bad_video_data_fails_naming_the_key(edit, key, words):
         parse_params(raw)
     assert err.value.key == key and words in str(err.value), str(err.value)
     assert len(str(err.value).splitlines()) == 1
+
+
+def test_the_frame_minimum_the_parser_checks_is_the_i3d_networks():
+    from elt.config import FVD_MIN_FRAMES
+    from elt.evaluation.i3d import MIN_FRAMES
+
+    assert FVD_MIN_FRAMES == MIN_FRAMES == 9
 
 
 def test_video_data_without_a_video_family_is_refused():
@@ -103,9 +117,16 @@ def _stage(cwd: Path, script: str, *args) -> subprocess.CompletedProcess:
 
 
 def test_a_magvit_point_runs_its_stages_on_video_data(tmp_path):
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(video_params()))
+    from elt.evaluation.i3d_weights import cached_i3d_weights
+
+    raw = video_params()
+    # FVD as MAGVIT reports it, scaled down (I3D runs at ~1.3 clips/s here): the mean +- std of 2
+    # repeats of 5 samples vs 5 real clips
+    raw["eval"].update(fvd_weights=str(cached_i3d_weights()), fvd_repeats=2, fvd_clips_per_repeat=5,
+                       fvd_ref_clips=20)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     prep = _stage(tmp_path, "prepare_data.py")
-    assert '"family": "magvit"' in prep.stdout and '"num_frames": 8' in prep.stdout
+    assert '"video_data"' in prep.stdout and '"num_frames": 12' in prep.stdout
 
     _stage(tmp_path, "train_tokenizer.py", "--family", "magvit")
     metrics = json.loads((tmp_path / "data/tokenizer_metrics/magvit.json").read_text())
@@ -117,14 +138,14 @@ def test_a_magvit_point_runs_its_stages_on_video_data(tmp_path):
     from elt.data.loader import LatentData
 
     tokens, held = LatentData(str(tmp_path / "data/tokens/magvit")), LatentData(str(tmp_path / "data/tokens_heldout/magvit"))
-    assert (tokens.num_examples, held.num_examples) == (96, 32)
-    assert tuple(tokens.spec.shape) == (T // 2, SIZE // 2, SIZE // 2)  # (t, h, w) tokens of 8x16x16 clips
+    assert (tokens.num_examples, held.num_examples) == (96, 16)
+    assert tuple(tokens.spec.shape) == (T // 4, SIZE // 4, SIZE // 4)  # (t, h, w) tokens of 12x16x16 clips
     latents = tokens.read()["latents"]
-    assert latents.shape == (96, T // 2, SIZE // 2, SIZE // 2) and int(latents.max()) < VQ3D["codebook_size"]
+    assert latents.shape == (96, T // 4, SIZE // 4, SIZE // 4) and int(latents.max()) < VQ3D["codebook_size"]
 
     _stage(tmp_path, "train.py", "--run", "micro-1x2-elt")
     train = json.loads((tmp_path / "runs/micro-1x2-elt/train/metrics.json").read_text())
-    assert train["exit_loss_data"].startswith("heldout train[96:128] (32 examples)")
+    assert train["exit_loss_data"].startswith("heldout train[96:112] (16 examples)")
     assert sorted(train["held_out_loss_per_exit"], key=int) == ["1", "2"]
     assert all(np.isfinite(v) for v in train["held_out_loss_per_exit"].values())
 
@@ -134,11 +155,33 @@ def test_a_magvit_point_runs_its_stages_on_video_data(tmp_path):
         "L1.npz", "L3.npz", "MANIFEST.json", "grid_L1.gif", "grid_L3.gif", "sampling.json", "timing.json"]
     with np.load(samples / "L3.npz") as z:
         clips, labels = z["images"], z["labels"]
-    assert clips.dtype == np.uint8 and clips.shape[:4] == (20, T, SIZE, SIZE) and clips.shape[-1] in (1, 3)
-    assert list(labels) == [i % 10 for i in range(20)]  # class-balanced
+    assert clips.dtype == np.uint8 and clips.shape[:4] == (10, T, SIZE, SIZE) and clips.shape[-1] in (1, 3)
+    assert list(labels) == list(range(10))  # class-balanced
     from PIL import Image
 
     with Image.open(samples / "grid_L3.gif") as gif:
         assert 1 <= gif.n_frames <= T  # PIL merges identical consecutive frames
-        # 8 columns (classes 0-7) x 2 rows (20 balanced samples hold two of each), 2-px borders
-        assert gif.size == (8 * (SIZE + 2) + 2, 2 * (SIZE + 2) + 2)
+        # 8 columns (classes 0-7) x 1 row (10 balanced samples hold one of each), 2-px borders
+        assert gif.size == (8 * (SIZE + 2) + 2, 1 * (SIZE + 2) + 2)
+
+    ref = _stage(tmp_path, "ref_stats.py")
+    assert "ref_stats: fvd: 20 clips of moving_digits (split train[:96], seeded random subset of 96" in ref.stdout
+    info = json.loads((tmp_path / "data/ref_stats/info.json").read_text())
+    assert list(info["metrics"]) == ["fvd"] and info["metrics"]["fvd"]["data"] == "video_data"
+    assert not (tmp_path / "data/ref_stats/fid").exists()  # no image family: no FID statistics
+
+    _stage(tmp_path, "evaluate.py", "--run", "micro-1x2-elt")
+    ev = json.loads((tmp_path / "runs/micro-1x2-elt/eval.json").read_text())
+    assert ev["metric"] == "fvd" and ev["modality"] == "video"
+    for L in ("1", "3"):
+        r = ev["per_loop"][L]
+        assert r["fvd"] > 0 and r["fvd_std"] > 0 and r["repeats"] == 2 and r["num_per_repeat"] == 5
+        assert r["fvd"] == pytest.approx(np.mean(r["fvd_repeats"]))
+
+    floor = _stage(tmp_path, "floor.py")
+    assert "floor: FVD of 10 held-out real examples of video_data" in floor.stdout
+    fl = json.loads((tmp_path / "data/floor/floor.json").read_text())["metrics"]["fvd"]
+    assert (fl["split"], fl["data"], fl["draws"]) == ("train[96:112]", "video_data", 1)  # 16 held-out clips: 1 draw of 10
+    # real held-out clips sit closer to the training clips than the untrained model's samples
+    assert 0 < fl["real"]["mean"] < min(ev["per_loop"][L]["fvd"] for L in ("1", "3"))
+    assert fl["reconstruction"]["mean"] > 0

@@ -159,7 +159,7 @@ def read_manifest(latents_dir: str) -> dict:
     if manifest["format"] in OLD_FORMATS:
         raise ValueError(
             f"{path}: shards of the old format {manifest['format']!r} (this code reads "
-            f"{FORMAT!r}); rerun `dvc repro tokenize` to rewrite them"
+            f"{FORMAT!r}); rerun `dvc repro -f tokenize@FAMILY` to rewrite them"
         )
     if manifest["format"] != FORMAT:
         raise ValueError(f"{path}: format {manifest['format']!r}, expected {FORMAT!r}")

@@ -35,9 +35,16 @@ class FID:
 
     name = "fid"
     modality = "image"
+    weights_key, weights_stage = "eval.weights", "fetch_fid_weights"  # where its weights come from
     spread_key = "fid_std"  # score()[spread_key] is the +- of score()[name]
     # eigh: the same trace-sqrt as scipy's sqrtm (tested equal) in seconds instead of a minute
     method = "eigh"
+
+    @classmethod
+    def from_eval(cls, ev) -> "FID":
+        """The metric with params.yaml's `eval` settings (elt.config.EvalConfig)."""
+        return cls(ev.weights, batch_size=ev.batch_size, jackknife_groups=ev.jackknife_groups,
+                   kid_subsets=ev.kid_subsets, seed=ev.ref_seed)
 
     def __init__(self, weights, batch_size: int = 50, jackknife_groups: int = 100, kid_subsets: int = 100,
                  seed: int = 0):
@@ -159,10 +166,17 @@ class FVD:
 
     name = "fvd"
     modality = "video"
+    weights_key, weights_stage = "eval.fvd_weights", "fetch_fvd_weights"
     spread_key = "fvd_std"  # score()[spread_key] is the +- of score()[name]
     # eigh: the same trace-sqrt as scipy's sqrtm (tested equal), exact where n < 400 leaves the
     # covariances singular (sqrtm's error there is of order sqrt(eps)); as FID's metric
     method = "eigh"
+
+    @classmethod
+    def from_eval(cls, ev) -> "FVD":
+        """The metric with params.yaml's `eval` settings (its fvd_* keys, ref_seed)."""
+        return cls(ev.fvd_weights, batch_size=ev.fvd_batch_size, num_per_repeat=ev.fvd_clips_per_repeat,
+                   repeats=ev.fvd_repeats, seed=ev.ref_seed)
 
     def __init__(self, weights=None, batch_size: int = 8, num_per_repeat: int = 10_000, repeats: int = 4,
                  seed: int = 0, jackknife_groups=None, kid_subsets=None):  # pylint: disable=unused-argument
@@ -229,3 +243,16 @@ def get(name: str):
     if name not in METRICS:
         raise ValueError(f"unknown quality metric {name!r} (known: {', '.join(sorted(METRICS))})")
     return METRICS[name]
+
+
+def check_weights(metric) -> None:
+    """A metric's network weights must be on disk (their DVC stage fetched them): a one-line error
+    naming the params key and the stage otherwise, before any compute."""
+    if metric.weights is None or not Path(metric.weights).is_file():
+        raise FileNotFoundError(f"{metric.weights_key}: {metric.weights} missing (run `dvc repro {metric.weights_stage}`)")
+
+
+def from_eval(name: str, ev):
+    """Metric `name` built from params.yaml's `eval` section: the one place the stages (ref_stats,
+    floor, evaluate) turn settings into a metric, its weights file among them (`.weights`)."""
+    return get(name).from_eval(ev)

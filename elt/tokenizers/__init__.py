@@ -11,6 +11,7 @@ Shards, the loader and the model family read the spec, never a kind's own attrib
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Callable, Protocol
 
 import numpy as np
@@ -65,8 +66,10 @@ def load_tokenizer(path: str, require_manifest: bool = False) -> Tokenizer:
         )
     # Files first (names the bad one), then the kind's own identity check of the restored weights.
     # A checkpoint from elsewhere may have no manifest: its identity check still applies.
-    verify_manifest(path, "tokenizer", "retrain it (`dvc repro -f train_tokenizer`) or fix tokenizer.checkpoint",
-                    required=require_manifest)
+    # the stages keep family F's tokenizer in data/tokenizer/F (elt.config.family_paths)
+    family = Path(str(path).rstrip("/")).name or "FAMILY"
+    verify_manifest(path, "tokenizer", f"retrain it (`dvc repro -f train_tokenizer@{family}`) or fix "
+                    f"families.{family}.tokenizer.checkpoint", required=require_manifest)
     return _LOADERS[kind](path, meta)
 
 

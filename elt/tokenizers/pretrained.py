@@ -29,7 +29,9 @@ def use_pretrained(
     data_dir: str | None,
     image_size: int,
     max_examples: int = 10_000,
+    key: str = "tokenizer.checkpoint",
 ) -> dict:
+    """`key` names the setting in messages (families.F.tokenizer.checkpoint in the stage)."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     from elt.data.datasets import load_image_dataset  # pylint: disable=import-outside-toplevel
     from elt.tokenizers.train import evaluate  # pylint: disable=import-outside-toplevel
@@ -37,7 +39,7 @@ def use_pretrained(
     tok = load_tokenizer(checkpoint)
     if tok.image_size != image_size:
         raise ValueError(
-            f"tokenizer.checkpoint {checkpoint!r} works on {tok.image_size}px images, "
+            f"{key} {checkpoint!r} works on {tok.image_size}px images, "
             f"data.image_size is {image_size}"
         )
     data = load_image_dataset(dataset, split, data_dir, image_size)

@@ -48,8 +48,8 @@ class VQ3DConfig:
     kind: str = "vq3d"
     checkpoint: str | None = None  # a pretrained tokenizer by path instead of training one
     image_size: int = 32  # video_data.image_size, the frame size (filled in by the parser, not a key of the section)
-    num_frames: int = 16  # T: frames per clip (the clip rule's num_frames)
-    frame_stride: int = 1  # the clip rule's stride between taken source frames
+    num_frames: int = 16  # T: frames per clip: video_data.num_frames (filled in by the parser)
+    frame_stride: int = 1  # the clip rule's stride between taken source frames: video_data.frame_stride
     channels: int = 8  # width of the finest level
     channel_mult: tuple[int, ...] = (1, 2, 2)  # per level, finest first
     temporal_downsample: tuple[bool, ...] = (True, True)  # per downsampling (len(channel_mult) - 1)
