@@ -62,6 +62,10 @@ def config_module(name: str):
 
 
 def source_files(name: str, *parts: str) -> list[Path]:
-    """The files of a family's modules (what a stage's resume key hashes)."""
+    """The files of a family's modules (what a stage's resume key hashes), and of the same parts
+    of the shared code in leading-underscore packages (elt/families/_masked), which dvc.yaml makes
+    every grid stage depend on: the key changes whenever DVC would rerun the stage."""
     module(name, "config")  # validates the name
-    return [_HERE / name / f"{part}.py" for part in parts]
+    shared = sorted(p for p in _HERE.glob("_*/") if p.is_dir() and p.name != "__pycache__")
+    return [_HERE / name / f"{part}.py" for part in parts] + [
+        d / f"{part}.py" for d in shared for part in parts if (d / f"{part}.py").is_file()]

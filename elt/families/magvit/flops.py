@@ -1,4 +1,4 @@
-"""Compute of the masked-video ELT by formula: maskgit's (elt/families/maskgit/flops.py), reused.
+"""Compute of the masked-video ELT by formula: maskgit's (elt/families/_masked/flops.py), reused.
 
 The formula reads the sequence length from the config (``cfg.seq_len`` = t*h*w), so the video
 model's count is the image model's at T = t*h*w + 1 tokens: N*L layers of ``layer_macs`` plus the
@@ -11,7 +11,7 @@ so at cfg_scale 1 it is one pass). Paper, Table 4 (4x16x16 tokens, scale L): ELT
 
 from __future__ import annotations
 
-from elt.families.maskgit.flops import (
+from elt.families._masked.flops import (
     flops_per_train_step, forward_flops, forward_macs, head_macs, sample_gflops, sample_gmacs,
 )
 

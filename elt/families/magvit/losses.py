@@ -1,4 +1,4 @@
-"""Training side of the masked-video family: maskgit's (elt/families/maskgit/losses.py), reused.
+"""Training side of the masked-video family: maskgit's (elt/families/_masked/losses.py), reused.
 
 The video tokens [B, t, h, w] are flattened to [B, t*h*w] (t, h, w order) and masked by MaskGIT's
 cosine schedule over all t*h*w positions (MAGVIT's full-generation task does the same); the class
@@ -9,7 +9,7 @@ Only the latent check differs: the shards must hold a 3-D grid.
 
 from __future__ import annotations
 
-from elt.families.maskgit.losses import distill_loss, eval_loss, exit_metrics, gt_loss, training_inputs
+from elt.families._masked.losses import distill_loss, eval_loss, exit_metrics, gt_loss, training_inputs
 
 __all__ = ["check_latents", "training_inputs", "gt_loss", "distill_loss", "eval_loss", "exit_metrics"]
 

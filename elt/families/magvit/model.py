@@ -1,6 +1,6 @@
 """Masked-video ELT (MAGVIT family): class token + t*h*w video tokens -> codebook logits.
 
-The masked-image model (elt/families/maskgit/model.py) on a (t, h, w) token grid, flattened in
+The masked-image model (elt/families/_masked/model.py) on a (t, h, w) token grid, flattened in
 t, h, w order (row-major, as the tokens are stored: LatentSpec((t, h, w), "int32", K)):
 
   vocabulary  codebook ids 0..K-1, ``mask_id = K``, class c -> ``K + 1 + c``, the unconditional
@@ -30,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar
 
-from elt.families.maskgit.model import MaskedImageELT, MaskGITConfig
+from elt.families._masked.model import MaskedImageELT, MaskGITConfig
 
 
 @dataclasses.dataclass(frozen=True)

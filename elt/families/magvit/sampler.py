@@ -1,4 +1,4 @@
-"""Any-time sampler of the masked-video family: MaskGIT's decoder (elt/families/maskgit/sampler.py)
+"""Any-time sampler of the masked-video family: MaskGIT's decoder (elt/families/_masked/sampler.py)
 on the flattened t*h*w tokens, reshaped to [B, t, h, w] at the end.
 
 MAGVIT's full-generation decoding is MaskGIT's (videogvt/train_lib/parallel_decode.py: cosine
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from elt.families.maskgit import sampler as _maskgit
+from elt.families._masked import sampler as _masked
 
 
 def make_sampler(model, sc, cfg_scale: float = 1.0, with_history: bool = False):
@@ -24,7 +24,7 @@ def make_sampler(model, sc, cfg_scale: float = 1.0, with_history: bool = False):
             f"family magvit samples without classifier-free guidance (config.GUIDANCE = False), "
             f"got cfg_scale={cfg_scale}"
         )
-    return _maskgit.make_sampler(model, sc, 1.0, with_history)
+    return _masked.make_sampler(model, sc, 1.0, with_history)
 
 
 def decode(tokenizer, latents):
