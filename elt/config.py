@@ -614,6 +614,12 @@ def _parse_families(raw: Any, data: Mapping[str, DataConfig | None]) -> dict[str
         extra = sorted(set(section) - {"tokenizer", "train", "sample"})
         if extra:
             raise ConfigError(f"{key}.{extra[0]}", "unknown key (known: sample, tokenizer, train)")
+        for part in ("train", "sample"):
+            if name in raw and part not in section:
+                # dvc.yaml tracks families.<f>.train / .sample for the family's grid stages, and DVC
+                # refuses to run a stage whose param is missing from params.yaml
+                raise ConfigError(f"{key}.{part}", f"missing: DVC tracks this section for the family's grid stages; "
+                                  f"write `{part}: {{}}` to keep the family's defaults")
         mod = family_registry.config_module(name)
         train = parse_section(mod.TrainConfig, section.get("train"), f"{key}.train")
         sample = parse_section(mod.SampleConfig, section.get("sample"), f"{key}.sample")

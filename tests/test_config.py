@@ -164,6 +164,9 @@ def test_each_family_has_its_own_tokenizer_section():
     assert e.value.key.endswith(".family") and "families.maskgit" in str(e.value)
     raw = copy.deepcopy(DEFAULT)
     raw["families"]["dit"] = {"tokenizer": {"kind": "vae"}}
+    with pytest.raises(ConfigError, match=r"^families\.dit\.train: missing: DVC tracks this section.*`train: \{\}`"):
+        parse_params(raw)  # DVC would refuse the family's train stages for want of the param
+    raw["families"]["dit"].update(train={}, sample={})
     with pytest.raises(ConfigError) as e:
         parse_params(raw)
     assert e.value.key == "families.dit" and "train_tokenizer@dit" in str(e.value)

@@ -1,15 +1,12 @@
-"""`video_data`: the data of the video families, parsed and checked like `data`, and the stages of
-a video grid point (prepare_data -> train_tokenizer@magvit (vq3d) -> tokenize@magvit -> train ->
-sample -> ref_stats -> evaluate, and floor) run on it as real processes, on clips of the bundled
-moving_digits, scored by FVD with the real I3D weights."""
+"""`video_data`: the data of the video families, parsed and checked like `data`, and a magvit grid
+run on it through the real DAG (`dvc repro`: prepare_data -> train_tokenizer@magvit (vq3d) ->
+tokenize@magvit -> train -> sample -> fetch_fvd_weights, ref_stats -> evaluate, floor ->
+aggregate) on clips of the bundled moving_digits, scored by FVD with the real I3D weights."""
 
 from __future__ import annotations
 
 import copy
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +30,7 @@ def video_params(**video_data) -> dict:
     raw = copy.deepcopy(DEFAULT)
     raw["scales"]["micro"] = {"d_model": 16, "mlp_dim": 32, "num_heads": 2}
     raw["grid"] = {"micro-1x2-elt": {"family": "magvit", "scale": "micro", "N": 1, "L_max": 2, "ilsd": True}}
-    raw["families"] = {"magvit": {"tokenizer": dict(VQ3D), "sample": {"steps": 2}}}
+    raw["families"] = {"magvit": {"tokenizer": dict(VQ3D), "train": {}, "sample": {"steps": 2}}}
     raw["video_data"] = {**VIDEO_DATA, **video_data}
     raw["train"].update(steps=3, batch_size=8, checkpoint_every=3, log_every=1, warmup_steps=1)
     raw["sample"].update(loops=[1, 3], num_samples=10, batch_size=10)
@@ -105,36 +102,26 @@ def test_an_unknown_video_dataset_names_video_data(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------
-# the stages, as real processes
+# the DAG, through `dvc repro` in a real git + DVC repository
 # --------------------------------------------------------------------------------------------
-def _stage(cwd: Path, script: str, *args) -> subprocess.CompletedProcess:
-    env = {**os.environ, "MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}  # tracking down: no server needed
-    env.pop("DVC_ROOT", None)
-    proc = subprocess.run([sys.executable, str(ROOT / "stages" / script), "--params", "params.yaml", *args],
-                          cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, f"{script}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    return proc
-
-
-def test_a_magvit_point_runs_its_stages_on_video_data(tmp_path):
-    from elt.evaluation.i3d_weights import cached_i3d_weights
+def test_a_magvit_grid_runs_through_the_dag_on_video_data(tmp_path):
+    from pipeline_repo import dvc, env_for, make_repo
 
     raw = video_params()
+    raw["grid"]["micro-2x1-unique"] = {"family": "magvit", "scale": "micro", "N": 2, "L_max": 1, "ilsd": False}
+    raw["tokenize"].update(num_shards=2)
     # FVD as MAGVIT reports it, scaled down (I3D runs at ~1.3 clips/s here): the mean +- std of 2
-    # repeats of 5 samples vs 5 real clips
-    raw["eval"].update(fvd_weights=str(cached_i3d_weights()), fvd_repeats=2, fvd_clips_per_repeat=5,
-                       fvd_ref_clips=20)
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
-    prep = _stage(tmp_path, "prepare_data.py")
-    assert '"video_data"' in prep.stdout and '"num_frames": 12' in prep.stdout
+    # repeats of 5 samples vs 5 real clips; the I3D weights come from the fetch_fvd_weights stage
+    raw["eval"].update(fvd_repeats=2, fvd_clips_per_repeat=5, fvd_ref_clips=20)
+    repo = make_repo(tmp_path / "repo", params=raw)
+    dvc(repo, "repro", env=env_for(), timeout=3000)  # tracking: the default local store
+    tmp_path = repo  # the stages' outputs, below, are the repository's
 
-    _stage(tmp_path, "train_tokenizer.py", "--family", "magvit")
     metrics = json.loads((tmp_path / "data/tokenizer_metrics/magvit.json").read_text())
     assert metrics["num_clips"] == 96  # video_data.train_split, not data's 1,497 images
     assert "moving_digits" in metrics["dataset"]
     assert metrics["psnr"] > metrics["psnr_init"]  # 20 steps do train it
 
-    _stage(tmp_path, "tokenize_data.py", "--family", "magvit")
     from elt.data.loader import LatentData
 
     tokens, held = LatentData(str(tmp_path / "data/tokens/magvit")), LatentData(str(tmp_path / "data/tokens_heldout/magvit"))
@@ -143,13 +130,11 @@ def test_a_magvit_point_runs_its_stages_on_video_data(tmp_path):
     latents = tokens.read()["latents"]
     assert latents.shape == (96, T // 4, SIZE // 4, SIZE // 4) and int(latents.max()) < VQ3D["codebook_size"]
 
-    _stage(tmp_path, "train.py", "--run", "micro-1x2-elt")
     train = json.loads((tmp_path / "runs/micro-1x2-elt/train/metrics.json").read_text())
     assert train["exit_loss_data"].startswith("heldout train[96:112] (16 examples)")
     assert sorted(train["held_out_loss_per_exit"], key=int) == ["1", "2"]
     assert all(np.isfinite(v) for v in train["held_out_loss_per_exit"].values())
 
-    _stage(tmp_path, "sample.py", "--run", "micro-1x2-elt")
     samples = tmp_path / "runs/micro-1x2-elt/samples"
     assert sorted(p.name for p in samples.iterdir()) == [
         "L1.npz", "L3.npz", "MANIFEST.json", "grid_L1.gif", "grid_L3.gif", "sampling.json", "timing.json"]
@@ -164,13 +149,12 @@ def test_a_magvit_point_runs_its_stages_on_video_data(tmp_path):
         # 8 columns (classes 0-7) x 1 row (10 balanced samples hold one of each), 2-px borders
         assert gif.size == (8 * (SIZE + 2) + 2, 1 * (SIZE + 2) + 2)
 
-    ref = _stage(tmp_path, "ref_stats.py")
-    assert "ref_stats: fvd: 20 clips of moving_digits (split train[:96], seeded random subset of 96" in ref.stdout
     info = json.loads((tmp_path / "data/ref_stats/info.json").read_text())
-    assert list(info["metrics"]) == ["fvd"] and info["metrics"]["fvd"]["data"] == "video_data"
+    fvd_ref = info["metrics"]["fvd"]
+    assert list(info["metrics"]) == ["fvd"] and fvd_ref["data"] == "video_data"
+    assert (fvd_ref["n"], fvd_ref["split"], fvd_ref["split_size"]) == (20, "train[:96]", 96)  # eval.fvd_ref_clips
     assert not (tmp_path / "data/ref_stats/fid").exists()  # no image family: no FID statistics
 
-    _stage(tmp_path, "evaluate.py", "--run", "micro-1x2-elt")
     ev = json.loads((tmp_path / "runs/micro-1x2-elt/eval.json").read_text())
     assert ev["metric"] == "fvd" and ev["modality"] == "video"
     for L in ("1", "3"):
@@ -178,10 +162,16 @@ def test_a_magvit_point_runs_its_stages_on_video_data(tmp_path):
         assert r["fvd"] > 0 and r["fvd_std"] > 0 and r["repeats"] == 2 and r["num_per_repeat"] == 5
         assert r["fvd"] == pytest.approx(np.mean(r["fvd_repeats"]))
 
-    floor = _stage(tmp_path, "floor.py")
-    assert "floor: FVD of 10 held-out real examples of video_data" in floor.stdout
     fl = json.loads((tmp_path / "data/floor/floor.json").read_text())["metrics"]["fvd"]
     assert (fl["split"], fl["data"], fl["draws"]) == ("train[96:112]", "video_data", 1)  # 16 held-out clips: 1 draw of 10
     # real held-out clips sit closer to the training clips than the untrained model's samples
     assert 0 < fl["real"]["mean"] < min(ev["per_loop"][L]["fvd"] for L in ("1", "3"))
     assert fl["reconstruction"]["mean"] > 0
+
+    unique = json.loads((tmp_path / "runs/micro-2x1-unique/eval.json").read_text())
+    assert list(unique["per_loop"]) == ["1"] and unique["per_loop"]["1"]["fvd_std"] > 0
+    # the video front has its own files (results/fvd_*), its spread and floor named as FVD's
+    summary = (tmp_path / "results" / "fvd_summary.md").read_text()
+    assert summary.startswith("# Aggregate summary: FVD (video)") and "micro-1x2-elt at 1x3" in summary
+    assert "± = std of the FVD over its repeats" in summary and "jackknife" not in summary
+    assert "(moving_digits, train[96:112]; data/floor/floor.json)" in summary  # the clips, not data's digits

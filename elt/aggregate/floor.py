@@ -62,6 +62,13 @@ class Floor:
     draws: int | None
     metrics: Mapping[str, Mapping[str, FloorValue]]  # metric -> {"real"/"reconstruction": ...}
     reason: str | None = None  # why there is no metric (e.g. no data.heldout_split)
+    # metric -> (dataset, split) where the file names them per metric (FVD's clips of video_data
+    # are not the images of the top-level dataset/split)
+    sources: Mapping[str, tuple[str | None, str | None]] = dataclasses.field(default_factory=dict)
+
+    def source(self, metric: str) -> tuple[str | None, str | None]:
+        """(dataset, split) of the held-out real data `metric`'s floor was measured on."""
+        return self.sources.get(metric, (self.dataset, self.split))
 
     def get(self, metric: str, kind: str) -> FloorValue | None:
         return self.metrics.get(metric, {}).get(kind)
@@ -122,8 +129,10 @@ def parse_floor(data: Any, path: str | Path) -> Floor:
                          for k in ("std", "draw_std"))
             metrics[metric][kind] = FloorValue(float(v["mean"]), std, boot,
                                                tuple(float(x) for x in values))
+    sources = {m: (k.get("dataset"), k.get("split")) for m, k in data["metrics"].items()
+               if isinstance(k.get("dataset"), str) and isinstance(k.get("split"), str)}
     return Floor(str(path), data.get("dataset"), data.get("split"), data["num_samples"],
-                 data.get("draws"), metrics, data.get("reason"))
+                 data.get("draws"), metrics, data.get("reason"), sources)
 
 
 def load_floor(path: str | Path | None) -> Floor | None:

@@ -34,6 +34,14 @@ RULE_NOTE = (f"A difference is called real only when |diff| > {Z:g} x its spread
              "eval.json has no std for it: no difference is claimed then.")
 SPREAD_NOTE = ("± = jackknife std of the metric over the samples (delete-a-group; elt/evaluation/spread.py) (KID: over subsets, "
                "IS: over splits); ± ? = spread unknown (eval.json without it), not zero.")
+# FVD's spread is MAGVIT's: the std of the FVD over repeats of n samples vs n real clips
+FVD_SPREAD_NOTE = ("± = std of the FVD over its repeats (MAGVIT's protocol: each repeat n samples vs n real clips; "
+                   "elt/evaluation/metrics.py FVD); ± ? = spread unknown (eval.json without it), not zero.")
+
+
+def spread_note(metric: str) -> str:
+    """What ± means for `metric`'s values."""
+    return FVD_SPREAD_NOTE if metric == "fvd" else SPREAD_NOTE
 
 
 def point_columns(metric: str) -> tuple[str, ...]:
@@ -119,7 +127,7 @@ def table_markdown(points: Sequence[Point], front: Sequence[Point], metric: str)
             f"{p.gflops:.4g} | {pm(p.quality, p.quality_std)} | {_kid_x1000(p)} | "
             f"{pm(p.inception_score, p.is_std, '.1f')} | {_fmt(p.samples_per_second, '.3g')} |")
     lines += ["", f"`*` = on the {name}-GFLOPs Pareto front (computed on the point estimates). "
-              f"{FRONT_NOTE} {SPREAD_NOTE} KID is shown x 1000 (points.csv: raw). "
+              f"{FRONT_NOTE} {spread_note(metric)} KID is shown x 1000 (points.csv: raw). "
               "CFG = classifier-free guidance scale of the result shown (the best of the scales "
               "sampled at that L). # params = unique transformer layers "
               "(embeddings and head excluded). L = inference loop count per sampling step; "
@@ -170,7 +178,7 @@ def floor_markdown(floor: Floor | None, floor_path: str | None, metric: str,
     if not any(values.values()):
         return out + [f"{floor.path} has no {name} floor (it has: "
                       f"{', '.join(floor.metrics)}).", ""]
-    src = ", ".join(x for x in (floor.dataset, floor.split) if x)
+    src = ", ".join(x for x in floor.source(metric) if x)
     out += [f"{name} at n = {floor.num_samples} samples against the runs' reference statistics"
             f" ({src + '; ' if src else ''}{floor.path}):", ""]
     for kind, v in values.items():
@@ -220,7 +228,7 @@ def summary_markdown(pairs: Sequence[IlsdVanillaPair], vs_unique: Sequence[Loope
     """Floor, front and fit, then the ILSD-vs-vanilla and looped-vs-unique comparisons, each
     difference with its spread and verdict."""
     name = metric_label(metric)
-    out = [f"# Aggregate summary: {name} ({modality})", "", SPREAD_NOTE, RULE_NOTE, ""]
+    out = [f"# Aggregate summary: {name} ({modality})", "", spread_note(metric), RULE_NOTE, ""]
     out += floor_markdown(floor, floor_path, metric, best)
     out += [f"## Pareto front ({name} vs. GFLOPs)", ""]
     out += ["GFLOPs = 10^9 multiply-adds per sample (the paper's convention).", FRONT_NOTE,

@@ -18,15 +18,15 @@ def prepare(dataset: str, data_dir: str, image_size: int, split: str = "train") 
         from elt.data.folder_builder import prepare_folder
 
         prepare_folder(dataset, image_size, data_dir)
-    data = load_image_dataset(dataset, split, data_dir, image_size)
-    data.read(0, min(1, data.num_examples))  # fail now, not in the Beam job, if data is unreadable
-    return {
-        "dataset": dataset,
-        "split": split,
-        "num_examples": data.num_examples,
-        "num_classes": data.num_classes,
-        "identity": data.identity,
-    }
+    return _checked(load_image_dataset(dataset, split, data_dir, image_size), dataset, split)
+
+
+def _checked(data, dataset: str, split: str) -> dict:
+    """Read one example now (fail here, not in the Beam job, if the data is unreadable) and
+    describe the data set."""
+    data.read(0, min(1, data.num_examples))
+    return {"dataset": dataset, "split": split, "num_examples": data.num_examples,
+            "num_classes": data.num_classes, "identity": data.identity}
 
 
 def prepare_video(dataset: str, data_dir: str, image_size: int, num_frames: int, frame_stride: int,
@@ -36,12 +36,4 @@ def prepare_video(dataset: str, data_dir: str, image_size: int, num_frames: int,
     every `frame_stride` (the video tokenizer's clip rule). An image data set raises
     ModalityError. Returns {dataset, split, num_examples, num_classes, identity, num_frames}."""
     data = load_video_dataset(dataset, split, data_dir, image_size, num_frames, frame_stride)
-    data.read(0, min(1, data.num_examples))  # decode one clip now, not in the Beam job
-    return {
-        "dataset": dataset,
-        "split": split,
-        "num_examples": data.num_examples,
-        "num_classes": data.num_classes,
-        "identity": data.identity,
-        "num_frames": num_frames,
-    }
+    return {**_checked(data, dataset, split), "num_frames": num_frames}
