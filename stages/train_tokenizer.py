@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from elt.config import ConfigError, family_paths, load_params  # noqa: E402
+from elt.config import family_paths, load_params  # noqa: E402
 
 
 def main() -> None:
@@ -30,10 +30,13 @@ def main() -> None:
     paths = family_paths(family.name)
     args.out, args.metrics = args.out or paths["tokenizer"], args.metrics or paths["tokenizer_metrics"]
     data, tk = params.data_for(family.name), family.tokenizer  # video_data for a video family
-    if tk.kind == "vq3d":
-        if tk.checkpoint:
-            raise ConfigError(f"families.{family.name}.tokenizer.checkpoint",
-                              "a pretrained vq3d tokenizer is not supported yet: set it to null to train one")
+    if tk.kind == "vq3d" and tk.checkpoint:  # a given 3-D VQ, checked against video_data's clips
+        from elt.tokenizers.pretrained import use_pretrained
+
+        metrics = use_pretrained(tk.checkpoint, args.out, data.dataset, data.train_split, data.data_dir,
+                                 data.image_size, key=f"families.{family.name}.tokenizer.checkpoint",
+                                 clips=(data.num_frames, data.frame_stride))
+    elif tk.kind == "vq3d":
         from elt.tokenizers.vq3d_train import train_vq3d
 
         metrics = train_vq3d(data.dataset, data.train_split, data.data_dir, args.out, tk)

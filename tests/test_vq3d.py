@@ -80,6 +80,28 @@ def trained(tmp_path_factory):
     return root, data_dir, metrics
 
 
+def test_a_given_vq3d_checkpoint_is_measured_on_clips_and_copied(trained, tmp_path):
+    """families.magvit.tokenizer.checkpoint: the stage's use_pretrained reads video_data's clips."""
+    from elt.tokenizers import load_tokenizer
+    from elt.tokenizers.pretrained import use_pretrained
+    from elt.tokenizers.train import evaluate
+
+    root, data_dir, _ = trained
+    key = "families.magvit.tokenizer.checkpoint"
+    m = use_pretrained(str(root / "tok"), str(tmp_path / "out"), "moving_digits", "train[512:544]", data_dir, SIZE,
+                       key=key, clips=(T, 1))
+    tok = load_tokenizer(str(tmp_path / "out"), require_manifest=True)
+    clips, _ = load_video_dataset("moving_digits", "train[512:544]", data_dir, SIZE, T).read(0, 32)
+    assert m["num_images"] == 32 and m["psnr"] == pytest.approx(evaluate(tok, clips)["psnr"])
+    assert m["identity"] == tok.identity == load_tokenizer(str(root / "tok")).identity
+    with pytest.raises(ValueError, match=f"{key} .* was made for clips of num_frames {T}, video_data.num_frames is 16"):
+        use_pretrained(str(root / "tok"), str(tmp_path / "o2"), "moving_digits", "train", data_dir, SIZE, key=key,
+                       clips=(16, 1))
+    with pytest.raises(ValueError, match="is a video tokenizer .*this family reads images"):
+        use_pretrained(str(root / "tok"), str(tmp_path / "o3"), "digits", "train", data_dir, SIZE, key=key)
+    assert not (tmp_path / "o2").exists() and not (tmp_path / "o3").exists()
+
+
 def test_training_on_moving_digits_improves_psnr_and_reports_usage(trained):
     root, data_dir, m = trained
     print(
