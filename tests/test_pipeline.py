@@ -129,7 +129,10 @@ def test_every_output_and_metric_exists_and_is_sane(repo):
     fid_floor = floor["metrics"]["fid"]
     assert fid_floor["draws"] == 3 and len(fid_floor["real"]["values"]) == 3
     # two families scored by FID: the real images once, the reconstructions by each family's tokenizer
-    assert sorted(fid_floor) == ["draws", "num_samples", "real", "reconstruction:maskgit", "reconstruction:toy"]
+    assert sorted(fid_floor) == ["data", "dataset", "draws", "num_samples", "real", "reconstruction:maskgit",
+                                 "reconstruction:toy", "split"]
+    # and names the data it measured: FID's images are data's held-out split (FVD's: video_data's)
+    assert (fid_floor["data"], fid_floor["dataset"], fid_floor["split"]) == ("data", "digits", "train[1497:]")
     for family in ("maskgit", "toy"):  # the tokenizer loses detail
         assert 0 < fid_floor["real"]["mean"] < fid_floor[f"reconstruction:{family}"]["mean"]
     summary = (repo / "results" / "summary.md").read_text()
