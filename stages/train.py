@@ -36,7 +36,7 @@ EXIT_LOSS_CAP = 512  # held-out examples the per-exit losses are measured on, at
 EXIT_LOSS_SEED = 1234  # which examples, when there are more (a seeded choice, as ever)
 
 
-def heldout_tokens(split: str | None, heldout_dir: str, train, key: str = "data"):
+def heldout_tokens(split: str | None, heldout_dir: str, train, key: str = "data", family: str = "FAMILY"):
     """The verified tokens of `<key>.heldout_split` (None when it is null), checked to be of that
     split and of the training tokens' tokenizer before any compute."""
     if split is None:
@@ -51,13 +51,13 @@ def heldout_tokens(split: str | None, heldout_dir: str, train, key: str = "data"
     if m["split"] != split:
         raise ValueError(
             f"{heldout_dir} holds the tokens of split {m['split']!r}, but {key}.heldout_split is "
-            f"{split!r}: rerun `dvc repro -f tokenize@{Path(heldout_dir).name}`"
+            f"{split!r}: rerun `dvc repro -f tokenize@{family}`"
         )
     for key in ("tokenizer", "spec", "num_classes", "image_size"):
         if m[key] != t[key]:
             raise ValueError(
                 f"{heldout_dir} and {train.latents_dir} were tokenized apart ({key} {m[key]!r} vs "
-                f"{t[key]!r}): rerun `dvc repro -f tokenize@{Path(heldout_dir).name}`"
+                f"{t[key]!r}): rerun `dvc repro -f tokenize@{family}`"
             )
     if held.num_examples == 0:
         raise ValueError(f"{heldout_dir}: {key}.heldout_split {split!r} holds no examples")
@@ -126,7 +126,7 @@ def main(argv=None) -> None:
     split = params.data_for(point.family).heldout_split
     held_data = heldout_tokens(split, args.heldout_tokens or (
         f"{tokens_dir.rstrip('/')}_heldout" if args.tokens else paths["tokens_heldout"]), latents,
-        key=params.data_key(point.family))
+        key=params.data_key(point.family), family=point.family)
     if held_data is not None:
         held = heldout_batch(held_data)
         n = len(held["labels"])

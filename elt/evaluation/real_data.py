@@ -18,16 +18,19 @@ def scored_families(params: Params, metric: str) -> list[str]:
     return sorted({p.family for p in params.grid.values() if params.families[p.family].quality_metric == metric})
 
 
+def _video(metric: str) -> bool:
+    return metrics.get(metric).modality == "video"
+
+
 def data_config(params: Params, metric: str) -> tuple[str, DataConfig]:
     """(params key, section) of the data `metric` scores: ("data", ...) or ("video_data", ...)."""
-    if metrics.get(metric).modality == "video":
-        return "video_data", params.video_data
-    return "data", params.data
+    key = "video_data" if _video(metric) else "data"
+    return key, getattr(params, key)
 
 
 def reference_split(params: Params, metric: str) -> tuple[str, int | None]:
     """(split, how many examples of it, None: all) the reference statistics of `metric` are of."""
-    if metrics.get(metric).modality == "video":
+    if _video(metric):
         return params.video_data.train_split, params.eval.fvd_ref_clips
     return params.eval.ref_split, params.eval.ref_num_images
 
@@ -37,7 +40,7 @@ def load(params: Params, metric: str, split: str):
     from elt.data.datasets import load_image_dataset, load_video_dataset  # pylint: disable=import-outside-toplevel
 
     _, data = data_config(params, metric)
-    if metrics.get(metric).modality == "video":
+    if _video(metric):
         return load_video_dataset(data.dataset, split, data.data_dir, data.image_size, data.num_frames,
                                   data.frame_stride)
     return load_image_dataset(data.dataset, split, data.data_dir, data.image_size)
