@@ -32,9 +32,10 @@ def weights(weights_path):
     return load_fid_weights(weights_path)
 
 
-@pytest.fixture(scope="module")
-def extractor(weights):
-    return InceptionFeatures(weights, batch_size=4)
+@pytest.fixture(scope="module", params=["jax", "tf"])
+def extractor(weights, request):
+    # Both backends run the one topology; each must match the TorchScript network on its own.
+    return InceptionFeatures(weights, batch_size=4, backend=request.param)
 
 
 def test_reader_returns_all_376_tensors_with_geometry(weights_path, weights):
@@ -63,7 +64,7 @@ def test_reader_returns_all_376_tensors_with_geometry(weights_path, weights):
     np.testing.assert_array_equal(first.beta, raw)
 
 
-def test_flax_features_match_torchscript(extractor):
+def test_features_match_torchscript(extractor):
     golden = np.load(GOLDEN)
     inputs = golden_float_inputs(int(golden["seed"]))
     feats = extractor.features_from_preprocessed(inputs)
@@ -129,3 +130,26 @@ def test_unpickler_refuses_arbitrary_globals(tmp_path):
     not_zip.write_bytes(b"not a zip")
     with pytest.raises(TorchFileError, match="x.pt: not a zip"):
         load_fid_weights(not_zip)
+
+
+def test_topology_uses_every_file_layer_once_and_names_a_missing_one(weights):
+    from dataclasses import replace
+
+    from elt.evaluation.inception import layer_names
+    names = layer_names()
+    assert len(names) == len(set(names)) == NUM_CONV_LAYERS
+    assert set(names) == set(weights.convs)
+    fewer = dict(weights.convs)
+    del fewer["mixed_7.tower_1.conv_3"]
+    with pytest.raises(ValueError, match=r"missing from the file \['mixed_7.tower_1.conv_3'\]"):
+        convert_params(replace(weights, convs=fewer))
+
+
+def test_backend_choice(weights):
+    import jax
+
+    from elt.evaluation.inception import resolve_backend
+    # On a CPU-only JAX, auto picks TensorFlow's oneDNN convolutions; on an accelerator, JAX.
+    assert resolve_backend("auto") == ("tf" if jax.default_backend() == "cpu" else "jax")
+    with pytest.raises(ValueError, match="'torch'"):
+        InceptionFeatures(weights, batch_size=2, backend="torch")
