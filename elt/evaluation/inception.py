@@ -166,18 +166,11 @@ def _fused_kernel(params, names):
 
 
 # --------------------------------------------------------------------------- backends
-class _JaxOps:
-    def __init__(self, arrays, geometry):
-        import flax.linen as nn
-        import jax
-        import jax.numpy as jnp
-        self.nn, self.jax, self.jnp, self.arrays, self.geometry = nn, jax, jnp, arrays, geometry
+class _Ops:
+    """Conv layers by name from the converted arrays; a backend supplies ``_conv`` and ``_split``."""
 
-    def _conv(self, x, kernel, bias, stride, padding):
-        ph, pw = padding
-        y = self.jax.lax.conv_general_dilated(x, kernel, (stride, stride), ((ph, ph), (pw, pw)),
-                                              dimension_numbers=("NHWC", "HWIO", "NHWC"))
-        return self.jax.nn.relu(y + bias)
+    def __init__(self, arrays, geometry):
+        self.arrays, self.geometry = arrays, geometry
 
     def conv(self, x, name, stride=1, same=True):  # noqa: ARG002  geometry: from convert_params
         a, (stride, padding) = self.arrays[name], self.geometry[name]
@@ -186,7 +179,25 @@ class _JaxOps:
     def fused1x1(self, x, names):
         key = "fused:" + ",".join(names)
         a, splits = self.arrays[key], self.geometry[key]
-        return self.jnp.split(self._conv(x, a["kernel"], a["bias"], 1, (0, 0)), splits, axis=-1)
+        return self._split(self._conv(x, a["kernel"], a["bias"], 1, (0, 0)), splits)
+
+
+class _JaxOps(_Ops):
+    def __init__(self, arrays, geometry):
+        import flax.linen as nn
+        import jax
+        import jax.numpy as jnp
+        super().__init__(arrays, geometry)
+        self.nn, self.jax, self.jnp = nn, jax, jnp
+
+    def _split(self, y, splits):
+        return self.jnp.split(y, splits, axis=-1)
+
+    def _conv(self, x, kernel, bias, stride, padding):
+        ph, pw = padding
+        y = self.jax.lax.conv_general_dilated(x, kernel, (stride, stride), ((ph, ph), (pw, pw)),
+                                              dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        return self.jax.nn.relu(y + bias)
 
     def avg_pool3(self, x):
         return self.nn.avg_pool(x, (3, 3), strides=(1, 1), padding=((1, 1), (1, 1)), count_include_pad=False)
@@ -204,10 +215,11 @@ class _JaxOps:
         return self.jnp.mean(x, axis=(1, 2))
 
 
-class _TfOps:
+class _TfOps(_Ops):
     def __init__(self, arrays, geometry):
         import tensorflow as tf
-        self.tf, self.arrays, self.geometry = tf, arrays, geometry
+        super().__init__(arrays, geometry)
+        self.tf = tf
 
     def _conv(self, x, kernel, bias, stride, padding):
         ph, pw = padding
@@ -217,15 +229,9 @@ class _TfOps:
             and 2 * pw + 1 == kernel.shape[1] else [[0, 0], [ph, ph], [pw, pw], [0, 0]]
         return self.tf.nn.relu(self.tf.nn.bias_add(self.tf.nn.conv2d(x, kernel, stride, pad), bias))
 
-    def conv(self, x, name, stride=1, same=True):  # noqa: ARG002  geometry: from convert_params
-        a, (stride, padding) = self.arrays[name], self.geometry[name]
-        return self._conv(x, a["kernel"], a["bias"], stride, padding)
-
-    def fused1x1(self, x, names):
-        key = "fused:" + ",".join(names)
-        a, splits = self.arrays[key], self.geometry[key]
-        sizes = np.diff(np.concatenate([[0], splits, [a["bias"].shape[0]]])).tolist()
-        return self.tf.split(self._conv(x, a["kernel"], a["bias"], 1, (0, 0)), sizes, axis=-1)
+    def _split(self, y, splits):
+        sizes = np.diff(np.concatenate([[0], splits, [y.shape[-1]]])).tolist()
+        return self.tf.split(y, sizes, axis=-1)
 
     def avg_pool3(self, x):
         return self.tf.nn.avg_pool2d(x, 3, 1, "SAME")  # TF's SAME average excludes the padding
