@@ -286,3 +286,15 @@ def test_figures_draw_error_bars_and_floor(runs_dir, tmp_path):
     assert len([c for c in ax.containers if isinstance(c, ErrorbarContainer)]) == 2
     assert {line.get_ydata()[0] for line in ax.get_lines()
             if list(line.get_xdata()) == [0, 1]} == {10.0, 12.0}
+
+
+def test_floor_words_follow_what_the_metric_scores():
+    from elt.aggregate.collect import samples_word
+    from elt.aggregate.tables import floor_kind_words
+
+    # FVD scores clips (its class says modality "video"), FID images; an unknown name reads "images".
+    assert (samples_word("fvd"), samples_word("fid"), samples_word("legacy")) == ("clips", "images", "images")
+    assert floor_kind_words("real", "clips") == (
+        "real held-out clips (the best any model can expect at this n)", "the real-clip floor")
+    assert floor_kind_words("reconstruction:magvit", "clips")[0].startswith("the same clips through the magvit")
+    assert floor_kind_words("real")[1] == "the real-image floor"

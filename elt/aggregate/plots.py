@@ -22,7 +22,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from elt.aggregate.collect import Point, RunEval, metric_label
+from elt.aggregate.collect import Point, RunEval, metric_label, samples_word
 from elt.aggregate.compare import FRONT_KINDS, IlsdVanillaPair
 from elt.aggregate.floor import Floor
 from elt.aggregate.pareto import PowerLawFit, power_law
@@ -85,9 +85,9 @@ FloorLine = tuple[str, float, "float | None", str]
 
 def floor_lines(floor: Floor | None, metric: str) -> list[FloorLine]:
     """The real-data floor of `metric` as lines to draw; [] when there is none."""
-    out = []
+    out, samples = [], samples_word(metric)
     for kind in ([] if floor is None else floor.kinds(metric)):
-        style, what = (("-", "real held-out images") if kind == "real" else
+        style, what = (("-", f"real held-out {samples}") if kind == "real" else
                        ("--", "tokenizer reconstructions" if kind == "reconstruction" else
                         f"{kind.split(':', 1)[1]} tokenizer reconstructions"))
         v = floor.get(metric, kind)

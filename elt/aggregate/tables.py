@@ -12,7 +12,7 @@ import csv
 import io
 from typing import Sequence
 
-from elt.aggregate.collect import LEGACY_METRIC, Point, metric_label
+from elt.aggregate.collect import LEGACY_METRIC, Point, metric_label, samples_word
 from elt.aggregate.compare import (ELT_BETTER, FRONT_KINDS, ILSD_BETTER, SPREAD_UNKNOWN,
                                    UNIQUE_BETTER, VANILLA_BETTER, WITHIN_NOISE, Z, Difference,
                                    Estimate, IlsdVanillaPair, LoopedVsUnique, combine,
@@ -146,32 +146,32 @@ def _versus(d: Difference, what: str) -> str:
     return f"{pm(abs(d.value), d.spread)} {verdict} {what}"
 
 
-FLOOR_KINDS = {  # kind -> (list entry, name in the sentence)
-    "real": ("real held-out images (the best any model can expect at this n)",
-             "the real-image floor"),
-    "reconstruction": ("the same images through the tokenizer (the best a model on these "
-                       "tokens can expect)", "the reconstruction floor"),
-}
+FLOOR_KINDS = ("real", "reconstruction")
 
 
-def floor_kind_words(kind: str) -> tuple[str, str]:
-    """(list entry, name in the sentence) of a floor kind, "reconstruction:<family>" included."""
-    if kind in FLOOR_KINDS:
-        return FLOOR_KINDS[kind]
+def floor_kind_words(kind: str, samples: str = "images") -> tuple[str, str]:
+    """(list entry, name in the sentence) of a floor kind, "reconstruction:<family>" included;
+    ``samples``: what the metric scores ("images", "clips")."""
+    if kind == "real":
+        return (f"real held-out {samples} (the best any model can expect at this n)",
+                f"the real-{samples[:-1]} floor")
+    if kind == "reconstruction":
+        return (f"the same {samples} through the tokenizer (the best a model on these tokens can expect)",
+                "the reconstruction floor")
     family = kind.split(":", 1)[1]
-    return (f"the same images through the {family} family's tokenizer (the best a {family} model "
+    return (f"the same {samples} through the {family} family's tokenizer (the best a {family} model "
             "can expect)", f"the {family} reconstruction floor")
 
 
 def floor_markdown(floor: Floor | None, floor_path: str | None, metric: str,
                    best: Point | None) -> list[str]:
     """The "Real-data floor" section: the floor values with spreads and where the best point is."""
-    name = metric_label(metric)
+    name, samples = metric_label(metric), samples_word(metric)
     out = ["## Real-data floor", ""]
     if floor is None:
         where = f" ({floor_path} does not exist)" if floor_path else ""
         return out + [f"No real-data floor computed{where}: the {name} values below cannot be "
-                      "put against what real images score at the same sample count.", ""]
+                      f"put against what real {samples} score at the same sample count.", ""]
     values = {k: floor.get(metric, k) for k in (floor.kinds(metric) or FLOOR_KINDS)}
     if floor.reason and not floor.metrics:
         return out + [f"No real-data floor: {floor.reason} ({floor.path}).", ""]
@@ -183,16 +183,16 @@ def floor_markdown(floor: Floor | None, floor_path: str | None, metric: str,
             f" ({src + '; ' if src else ''}{floor.path}):", ""]
     for kind, v in values.items():
         if v is None:
-            out.append(f"- {floor_kind_words(kind)[0]}: not in the file")
+            out.append(f"- {floor_kind_words(kind, samples)[0]}: not in the file")
             continue
         draws = ", ".join(f"{x:.2f}" for x in v.values)
-        out.append(f"- {floor_kind_words(kind)[0]}: {name} {pm(v.mean, v.spread)} ({v.spread_kind}"
+        out.append(f"- {floor_kind_words(kind, samples)[0]}: {name} {pm(v.mean, v.spread)} ({v.spread_kind}"
                    + (f"; draws {draws}" if draws else "") + ")")
     if best is not None:
         where = " and ".join(
             _versus(combine([(1.0, estimate(best)), (-1.0, Estimate(("floor", k), v.mean,
                                                                     v.spread))]),
-                    floor_kind_words(k)[1])
+                    floor_kind_words(k, samples)[1])
             for k, v in reversed(values.items()) if v is not None)
         out += ["", f"The best point ({best.run} at {best.label}, {name} "
                 f"{pm(best.quality, best.quality_std)}) is {where}."]
