@@ -161,6 +161,37 @@ class Scale:
 
 
 @dataclass(frozen=True)
+class MeshConfig:
+    """`mesh`: how training spreads over devices (elt/core/mesh.py). It changes speed and memory,
+    not results, so no DVC stage depends on it and a checkpoint resumes under any mesh."""
+
+    data: int = -1  # data-parallel axis size; -1: the devices fsdp leaves
+    fsdp: int = 1  # parameter/optimizer-state sharding axis size; -1: the devices data leaves
+    fsdp_min_size: int = 16384  # leaves with fewer elements stay replicated (not worth a gather)
+    # (regex over the state leaf's path, "fsdp" | "replicate"), first match wins; no match: replicate
+    rules: tuple = ((".*", "fsdp"),)
+
+    def check(self, key: str) -> None:
+        for name in ("data", "fsdp"):
+            v = getattr(self, name)
+            if v != -1 and v < 1:
+                raise ConfigError(f"{key}.{name}", f"must be >= 1 or -1 (the remaining devices), got {v}")
+        if self.data == -1 and self.fsdp == -1:
+            raise ConfigError(f"{key}.data", "only one of mesh.data and mesh.fsdp may be -1")
+        _positive(f"{key}.fsdp_min_size", self.fsdp_min_size, allow_zero=True)
+        for i, rule in enumerate(self.rules):
+            where = f"{key}.rules[{i}]"
+            if not (isinstance(rule, (list, tuple)) and len(rule) == 2 and all(isinstance(r, str) for r in rule)):
+                raise ConfigError(where, f"expected [regex, strategy], got {rule!r}")
+            if rule[1] not in ("fsdp", "replicate"):
+                raise ConfigError(where, f"strategy must be 'fsdp' or 'replicate', got {rule[1]!r}")
+            try:
+                re.compile(rule[0])
+            except re.error as e:
+                raise ConfigError(where, f"bad regex {rule[0]!r}: {e}") from None
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """`train`: what every family trains with (its own loss settings: families.<f>.train)."""
 
@@ -317,6 +348,7 @@ class Params:
     # `video_data`: the data of the video families (magvit): clips of a video data set, its
     # image_size the frame size. None (`video_data: null`) when the grid has no video family.
     video_data: VideoDataConfig | None = None
+    mesh: MeshConfig = MeshConfig()
 
     def data_for(self, family: str) -> DataConfig:
         """The data a family trains its tokenizer and models on: `video_data` for a video family,
@@ -483,7 +515,7 @@ def _positive(key: str, value: int | float, allow_zero: bool = False) -> None:
 def parse_params(raw: Mapping[str, Any], source: str = "params.yaml") -> Params:
     if not isinstance(raw, Mapping):
         raise ConfigError(source, "top level must be a mapping")
-    known = {"seed", "data", "video_data", "tokenize", "scales", "train", "grid", "sample", "eval", "families"}
+    known = {"seed", "data", "video_data", "tokenize", "scales", "train", "grid", "sample", "eval", "families", "mesh"}
     for key in raw:
         if key in MOVED:
             raise ConfigError(key, f"moved to {MOVED[key]}")
@@ -564,7 +596,9 @@ def parse_params(raw: Mapping[str, Any], source: str = "params.yaml") -> Params:
     seed = raw.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ConfigError("seed", f"expected an integer, got {seed!r}")
-    return Params(seed, data, tokenize, scales, train, grid, sample, evalc, families, video_data)
+    mesh = parse_section(MeshConfig, raw.get("mesh"), "mesh")
+    mesh = dataclasses.replace(mesh, rules=tuple(tuple(r) for r in mesh.rules))
+    return Params(seed, data, tokenize, scales, train, grid, sample, evalc, families, video_data, mesh)
 
 
 def _parse_tokenizer(raw: Any, data: DataConfig, key: str, family_kind: str, data_key: str = "data"):

@@ -142,10 +142,10 @@ def main(argv=None) -> None:
     import jax
     import jax.numpy as jnp
     import numpy as np
-    import orbax.checkpoint as ocp
     from tqdm import tqdm
 
     from elt import families
+    from elt.core.ckpt import restore_on_one_device
     from elt.config import config_hash
     from elt.integrity import verify_manifest, write_manifest
     from elt.tokenizers import load_tokenizer
@@ -183,7 +183,7 @@ def main(argv=None) -> None:
         family = families.module(meta["family"], "sampler")
         model = families.module(meta["family"], "model").model_from_config(meta["config"])
         abstract = jax.eval_shape(model.init, jax.random.PRNGKey(0))
-        model_params = ocp.StandardCheckpointer().restore((train_dir / "params").resolve(), abstract)
+        model_params = restore_on_one_device(train_dir / "params", abstract)
         num_classes = model.cfg.num_classes
         labels_all = np.arange(sc_cfg.num_samples, dtype=np.int32) % num_classes  # class-balanced
         bs = min(sc_cfg.batch_size, sc_cfg.num_samples)

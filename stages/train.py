@@ -103,6 +103,12 @@ def main(argv=None) -> None:
     chash = config_hash({**run_cfg, "data": {k: v for k, v in run_cfg["data"].items() if k != "heldout_split"}})
     work = Path(args.work) / args.run / chash
 
+    from elt.core.hosts import DistributedSetupError, initialize_distributed
+
+    try:  # before any JAX computation: join the job's other processes when the environment says so
+        initialize_distributed()
+    except DistributedSetupError as e:
+        raise SystemExit(f"train@{args.run}: {e}") from None
     import jax
     import orbax.checkpoint as ocp
     from tqdm import tqdm
@@ -116,13 +122,13 @@ def main(argv=None) -> None:
     from elt.errors import NonFiniteError
     from elt.integrity import write_manifest
     from elt.tracking import RunTracker
-    from elt.core.batches import StepBatches
+    from elt.core.batches import StepBatches, process_rows
 
     # ---------------------------------------------------------------- data
     latents = LatentData(tokens_dir)  # verifies every shard against the manifest first
     losses, family_cfg = families.module(point.family, "losses"), params.family(args.run)
     losses.check_latents(latents.spec)
-    data = StepBatches(latents, jax.process_index(), jax.process_count())
+    data = StepBatches(latents)
     split = params.data_for(point.family).heldout_split
     held_data = heldout_tokens(split, args.heldout_tokens or (
         f"{tokens_dir.rstrip('/')}_heldout" if args.tokens else paths["tokens_heldout"]), latents,
@@ -142,24 +148,27 @@ def main(argv=None) -> None:
     seed = hyper.seed + params.seed
 
     # ---------------------------------------------------------------- mesh
-    # Data parallel over every device of every host: each process feeds its share of the global
-    # batch (its own slice of the data), assembled into one global array on the mesh.
-    mesh = make_mesh()
-    check_batch_divisible(hyper.batch_size, mesh)
-    if hyper.batch_size % jax.process_count():
-        raise SystemExit(f"train.batch_size={hyper.batch_size} is not divisible by {jax.process_count()} processes")
-    local_batch_size = hyper.batch_size // jax.process_count()
+    # params.yaml `mesh`: data parallel over every device of every host, parameters and optimizer
+    # state sharded over its fsdp axis. Each process feeds its rows of the global batch (the same
+    # batch whatever the topology), assembled into one global array on the mesh.
+    try:
+        mesh = make_mesh(params.mesh)
+        check_batch_divisible(hyper.batch_size, mesh)
+    except ValueError as e:
+        raise SystemExit(f"train@{args.run}: {e}") from None
     sharding = batch_sharding(mesh)
+    rows = process_rows(sharding, hyper.batch_size)
 
     def global_batch(step: int) -> dict:
-        local = data.batch_for_step(step, local_batch_size, seed=seed)
-        return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local.items()}
+        local = data.batch_for_step(step, hyper.batch_size, seed=seed, rows=rows)
+        return {k: jax.make_array_from_process_local_data(sharding, v, (hyper.batch_size, *v.shape[1:]))
+                for k, v in local.items()}
 
     # ---------------------------------------------------------------- model, optimizer, resume
     rng = jax.random.PRNGKey(seed)
     init_rng, step_rng_base = jax.random.split(rng)
-    state = create_train_state(model, hyper, init_rng, mesh)
-    train_step = make_train_step(losses, model, hyper, point.L_max, point.ilsd, family_cfg.train, mesh)
+    state = create_train_state(model, hyper, init_rng, mesh, params.mesh)
+    train_step = make_train_step(losses, model, hyper, point.L_max, point.ilsd, family_cfg.train, mesh, params.mesh)
 
     if is_main():
         work.mkdir(parents=True, exist_ok=True)

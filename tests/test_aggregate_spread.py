@@ -289,7 +289,7 @@ def test_figures_draw_error_bars_and_floor(runs_dir, tmp_path):
 
 
 def test_floor_words_follow_what_the_metric_scores():
-    from elt.aggregate.collect import samples_word
+    from elt.evaluation.modality import samples_word
     from elt.aggregate.tables import floor_kind_words
 
     # FVD scores clips (its class says modality "video"), FID images; an unknown name reads "images".

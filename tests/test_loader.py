@@ -58,7 +58,7 @@ def test_every_example_once_with_right_values(tokens_dir):
 
 
 def test_step_batches_over_shards_are_seeded_epochs(tokens_dir):
-    sb = StepBatches(LatentData(str(tokens_dir)), 0, 1)
+    sb = StepBatches(LatentData(str(tokens_dir)))
     assert sb.num_examples == N and sb.spec == SPEC
     # batch size N: each step is one epoch, a fresh seeded permutation of all examples
     epochs = [sb.indices_for_step(s, N, seed=3) for s in range(3)]
@@ -85,7 +85,13 @@ def test_processes_split_the_data(tokens_dir):
     for p in parts:
         for i, tok in zip(p["index"], p["latents"]):
             np.testing.assert_array_equal(tok, expected_tokens(i))
-    assert StepBatches(data, 2, 3).num_examples == 17
+    # Training batches do not split the data per process: every process draws the same global
+    # batch (topology-independent resumes) and feeds its rows of it.
+    sb = StepBatches(data)
+    assert sb.num_examples == N
+    rows = [sb.batch_for_step(1, 12, seed=0, rows=slice(4 * p, 4 * p + 4)) for p in range(3)]
+    whole = sb.batch_for_step(1, 12, seed=0)
+    np.testing.assert_array_equal(np.concatenate([r["latents"] for r in rows]), whole["latents"])
     with pytest.raises(ValueError, match="process_index 3"):
         data.read(3, 3)
 

@@ -223,6 +223,7 @@ _MESH_SCRIPT = textwrap.dedent(
     import jax, jax.numpy as jnp
     from elt import families
     from elt.config import TrainConfig
+    from elt.config import MeshConfig
     from elt.core.mesh import make_mesh, shard_batch
     from elt.core.train_step import create_train_state, make_train_step
     from elt.families.maskgit.config import TrainConfig as MaskGITTrainConfig
@@ -234,10 +235,15 @@ _MESH_SCRIPT = textwrap.dedent(
     host_batch = {"latents": jax.random.randint(r1, (16, 16), 0, 16).reshape(16, 4, 4),
                   "labels": jax.random.randint(r2, (16,), 0, 4)}
     result = {"devices": jax.device_count()}
-    # mesh=None: plain jit on the default (single) device; "mesh": data-parallel over all devices.
-    for mode, mesh in (("single", None), ("mesh", make_mesh())):
-        state = create_train_state(model, tc, jax.random.key(0), mesh)
-        step = make_train_step(losses, model, tc, 3, True, MaskGITTrainConfig(), mesh)
+    # mesh=None: plain jit on the default (single) device; "mesh": data-parallel over all devices;
+    # "fsdp": 2 x 4, every leaf of >= 256 elements sharded 4 ways except the embeddings.
+    fsdp_cfg = MeshConfig(data=2, fsdp=4, fsdp_min_size=256, rules=(("embed", "replicate"), (".*", "fsdp")))
+    modes = [("single", None, None), ("mesh", make_mesh(), None)]
+    if jax.device_count() == 8:
+        modes.append(("fsdp", make_mesh(fsdp_cfg), fsdp_cfg))
+    for mode, mesh, cfg in modes:
+        state = create_train_state(model, tc, jax.random.key(0), mesh, cfg)
+        step = make_train_step(losses, model, tc, 3, True, MaskGITTrainConfig(), mesh, cfg)
         batch = host_batch if mesh is None else shard_batch(host_batch, mesh)
         if mesh is not None:
             assert len(batch["latents"].sharding.device_set) == jax.device_count()
@@ -245,8 +251,11 @@ _MESH_SCRIPT = textwrap.dedent(
         for s in range(3):
             state, m = step(state, batch, jax.random.key(s))
             out.append({k: float(v) for k, v in m.items()})
+        from elt.core.mesh import path_name
+        shards = {path_name(p): [list(x.shape), list(x.addressable_shards[0].data.shape)]
+                  for p, x in jax.tree_util.tree_leaves_with_path(state)}
         result[mode] = {"metrics": out, "param_sum": float(sum(jnp.sum(jnp.abs(x)) for x in jax.tree.leaves(state.params))),
-                        "param_devices": len(jax.tree.leaves(state.params)[0].sharding.device_set)}
+                        "param_devices": len(jax.tree.leaves(state.params)[0].sharding.device_set), "shards": shards}
     print(json.dumps(result))
     """
 )
@@ -273,6 +282,22 @@ def test_same_loss_on_one_and_eight_devices():
             np.testing.assert_allclose(b[key], a[key], rtol=2e-5, atol=1e-6, err_msg=key)
     # Adam turns last-bit gradient differences on near-zero entries into lr-sized steps: looser.
     np.testing.assert_allclose(sharded["param_sum"], single["param_sum"], rtol=1e-4)
+    fsdp = result["fsdp"]
+    for a, b in zip(single["metrics"], fsdp["metrics"]):
+        for key in a:
+            np.testing.assert_allclose(b[key], a[key], rtol=2e-5, atol=1e-6, err_msg=key)
+    np.testing.assert_allclose(fsdp["param_sum"], single["param_sum"], rtol=1e-4)
+    # What each device holds: an MLP kernel [N=2, 32, 64] split on its largest axis, its Adam moments
+    # alike; the embeddings (rule "replicate"), biases (< 256 elements) and the step replicated.
+    shards = fsdp["shards"]
+    mlp = [k for k in shards if k.startswith("params/") and k.endswith("kernel") and shards[k][0] == [2, 32, 64]]
+    assert mlp, {k: v for k, v in shards.items() if k.startswith("params")}
+    for k in mlp:
+        assert shards[k][1] == [2, 32, 16], (k, shards[k])
+        moments = [m for m in shards if m.startswith("opt_state") and m.endswith(k[len("params"):])]
+        assert moments and all(shards[m][1] == [2, 32, 16] for m in moments), (k, moments)
+    embeds = [k for k in shards if "embed" in k]
+    assert embeds and all(s[0] == s[1] for k, s in shards.items() if k in embeds or k == "step")
 
 
 def test_mesh_rejects_indivisible_batch():

@@ -109,14 +109,6 @@ def metric_label(metric: str) -> str:
     return metric.upper()
 
 
-def samples_word(metric: str) -> str:
-    """What a metric scores, in words: "images" (FID), "clips" (FVD, a video metric)."""
-    from elt.evaluation.metrics import METRICS  # pylint: disable=import-outside-toplevel
-
-    cls = METRICS.get(metric)
-    return "clips" if cls is not None and cls.modality == "video" else "images"
-
-
 class EvalFileError(ValueError):
     """An eval.json is missing, malformed or disagrees with the grid."""
 

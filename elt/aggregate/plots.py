@@ -22,10 +22,11 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from elt.aggregate.collect import Point, RunEval, metric_label, samples_word
+from elt.aggregate.collect import Point, RunEval, metric_label
 from elt.aggregate.compare import FRONT_KINDS, IlsdVanillaPair
 from elt.aggregate.floor import Floor
 from elt.aggregate.pareto import PowerLawFit, power_law
+from elt.evaluation.modality import samples_word
 
 _MARKERS = {"elt": "o", "vanilla": "s", "unique": "^"}
 _DPI = 120

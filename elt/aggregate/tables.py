@@ -12,13 +12,14 @@ import csv
 import io
 from typing import Sequence
 
-from elt.aggregate.collect import LEGACY_METRIC, Point, metric_label, samples_word
+from elt.aggregate.collect import LEGACY_METRIC, Point, metric_label
 from elt.aggregate.compare import (ELT_BETTER, FRONT_KINDS, ILSD_BETTER, SPREAD_UNKNOWN,
                                    UNIQUE_BETTER, VANILLA_BETTER, WITHIN_NOISE, Z, Difference,
                                    Estimate, IlsdVanillaPair, LoopedVsUnique, combine,
                                    estimate, mean_gap_over_pairs, mean_looped_minus_unique)
 from elt.aggregate.floor import Floor
 from elt.aggregate.pareto import PowerLawFit
+from elt.evaluation.modality import samples_word
 
 # Said wherever the front is shown: which runs it is over and why vanilla is not.
 FRONT_NOTE = ("The front and its power-law fit are over ELT runs and unique-layer baselines only "

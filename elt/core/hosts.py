@@ -1,10 +1,76 @@
-"""Multi-process hygiene: every process computes, only process 0 writes outputs (and logs; see
-elt/tracking). Writes that follow collective work (an orbax save) wait at a barrier first, so
-process 0 never publishes a folder another process is still writing into."""
+"""Multi-process set-up and hygiene: every process computes, only process 0 writes outputs (and
+logs; see elt/tracking). Writes that follow collective work (an orbax save) wait at a barrier
+first, so process 0 never publishes a folder another process is still writing into.
+
+``initialize_distributed`` joins the processes of one job before any JAX computation:
+- on a CPU or GPU cluster, from JAX_COORDINATOR_ADDRESS (host:port of process 0),
+  JAX_NUM_PROCESSES and JAX_PROCESS_ID, set by the launcher on every process;
+- on a Cloud TPU pod slice (several TPU workers), with no variables: JAX finds its peers itself.
+A coordinator that never answers fails after ELT_DISTRIBUTED_TIMEOUT seconds (default 300).
+"""
 
 from __future__ import annotations
 
+import os
+
 import jax
+
+COORDINATOR_ENV = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
+DEFAULT_TIMEOUT_S = 300
+
+
+class DistributedSetupError(RuntimeError):
+    """The environment asks for a multi-process job that cannot be set up."""
+
+
+def _multi_worker_tpu(env) -> bool:
+    hosts = env.get("TPU_WORKER_HOSTNAMES", "")
+    return len([h for h in hosts.split(",") if h.strip()]) > 1
+
+
+def distributed_settings(env=None) -> dict | None:
+    """The arguments of jax.distributed.initialize the environment asks for; None: one process."""
+    env = os.environ if env is None else env
+    given = [k for k in COORDINATOR_ENV if env.get(k)]
+    timeout = env.get("ELT_DISTRIBUTED_TIMEOUT", str(DEFAULT_TIMEOUT_S))
+    try:
+        timeout_s = int(timeout)
+    except ValueError:
+        raise DistributedSetupError(f"ELT_DISTRIBUTED_TIMEOUT={timeout!r} is not a whole number of seconds") from None
+    if given:
+        missing = [k for k in COORDINATOR_ENV if k not in given]
+        if missing:
+            raise DistributedSetupError(f"{', '.join(given)} set but {', '.join(missing)} not: a multi-process job "
+                                        f"needs all of {', '.join(COORDINATOR_ENV)}")
+        try:
+            n, pid = int(env["JAX_NUM_PROCESSES"]), int(env["JAX_PROCESS_ID"])
+        except ValueError:
+            raise DistributedSetupError(f"JAX_NUM_PROCESSES={env['JAX_NUM_PROCESSES']!r} and JAX_PROCESS_ID="
+                                        f"{env['JAX_PROCESS_ID']!r} must be integers") from None
+        if not 0 <= pid < n:
+            raise DistributedSetupError(f"JAX_PROCESS_ID={pid} is not in [0, JAX_NUM_PROCESSES={n})")
+        return {"coordinator_address": env["JAX_COORDINATOR_ADDRESS"], "num_processes": n, "process_id": pid,
+                "initialization_timeout": timeout_s}
+    if _multi_worker_tpu(env):
+        return {"initialization_timeout": timeout_s}
+    return None
+
+
+def initialize_distributed(env=None) -> bool:
+    """Join the job's processes when the environment says there are several. -> True if it did."""
+    settings = distributed_settings(env)
+    if settings is None:
+        return False
+    # Collectives of the CPU backend across processes (it only affects the CPU client; set before
+    # the backends exist, as jax.distributed.initialize itself must be).
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    try:
+        jax.distributed.initialize(**settings)
+    except Exception as e:  # noqa: BLE001  jax raises several types; one line names the coordinator
+        where = settings.get("coordinator_address", "the TPU pod's coordinator")
+        raise DistributedSetupError(f"could not join the job through {where} within "
+                                    f"{settings['initialization_timeout']} s: {str(e).splitlines()[0]}") from None
+    return True
 
 
 def is_main() -> bool:

@@ -24,7 +24,7 @@ import optax
 
 from elt.core.ilsd import ilsd_loss, lam_schedule
 from elt.core.looped import apply, apply_with_exit, check_L
-from elt.core.mesh import batch_sharding, check_batch_divisible, replicated
+from elt.core.mesh import batch_sharding, check_batch_divisible, replicated, state_sharding
 from elt.core.optim import make_optimizer
 
 
@@ -61,7 +61,7 @@ def make_tx(hyper) -> optax.GradientTransformation:
     )
 
 
-def create_train_state(model, hyper, rng: jax.Array, mesh=None) -> TrainState:
+def _init_fn(model, hyper):
     tx = make_tx(hyper)
 
     def init(rng):
@@ -69,10 +69,22 @@ def create_train_state(model, hyper, rng: jax.Array, mesh=None) -> TrainState:
         ema = jax.tree_util.tree_map(jnp.copy, params) if getattr(hyper, "ema_decay", None) else None
         return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params), ema_params=ema)
 
+    return init
+
+
+def train_state_sharding(model, hyper, mesh, mesh_cfg=None):
+    """The sharding of every TrainState leaf on ``mesh`` (params, EMA and optimizer state by the
+    `mesh` rules; see elt/core/mesh.py), from shapes only: nothing is allocated."""
+    abstract = jax.eval_shape(_init_fn(model, hyper), jax.random.key(0))
+    return state_sharding(mesh, abstract, mesh_cfg)
+
+
+def create_train_state(model, hyper, rng: jax.Array, mesh=None, mesh_cfg=None) -> TrainState:
+    init = _init_fn(model, hyper)
     if mesh is None:
         return jax.jit(init)(rng)
-    # Created directly with its (replicated) sharding: no host copy of the params.
-    return jax.jit(init, out_shardings=replicated(mesh))(rng)
+    # Created directly with its sharding: no host or single-device copy of the whole state.
+    return jax.jit(init, out_shardings=train_state_sharding(model, hyper, mesh, mesh_cfg))(rng)
 
 
 def drop_labels(rng: jax.Array, labels: jax.Array, label_drop: float, uncond_label: int) -> jax.Array:
@@ -103,7 +115,7 @@ def loss_and_metrics(family, model, hyper, L_max: int, ilsd: bool, family_cfg, p
     return loss, metrics
 
 
-def make_train_step(family, model, hyper, L_max: int, ilsd: bool, family_cfg, mesh=None):
+def make_train_step(family, model, hyper, L_max: int, ilsd: bool, family_cfg, mesh=None, mesh_cfg=None):
     """Jitted ``(state, {"latents": [B, ...], "labels": [B] int32}, rng) -> (state, metrics)``.
 
     The input state is donated (updated in place on devices that support it).
@@ -126,10 +138,11 @@ def make_train_step(family, model, hyper, L_max: int, ilsd: bool, family_cfg, me
         return jax.jit(train_step, donate_argnums=0)
     check_batch_divisible(hyper.batch_size, mesh)
     repl, data = replicated(mesh), batch_sharding(mesh)
+    states = train_state_sharding(model, hyper, mesh, mesh_cfg)
     return jax.jit(
         train_step,
-        in_shardings=(repl, data, repl),
-        out_shardings=(repl, repl),
+        in_shardings=(states, data, repl),
+        out_shardings=(states, repl),
         donate_argnums=0,
     )
 

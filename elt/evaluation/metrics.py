@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from elt.evaluation.modality import MODALITY
+
 STATS_FILE = "stats.npz"
 
 
@@ -34,7 +36,7 @@ class FID:
     """
 
     name = "fid"
-    modality = "image"
+    modality = MODALITY["fid"]
     weights_key, weights_stage = "eval.weights", "fetch_fid_weights"  # where its weights come from
     spread_key = "fid_std"  # score()[spread_key] is the +- of score()[name]
     # eigh: the same trace-sqrt as scipy's sqrtm (tested equal) in seconds instead of a minute
@@ -165,7 +167,7 @@ class FVD:
     """
 
     name = "fvd"
-    modality = "video"
+    modality = MODALITY["fvd"]
     weights_key, weights_stage = "eval.fvd_weights", "fetch_fvd_weights"
     spread_key = "fvd_std"  # score()[spread_key] is the +- of score()[name]
     # eigh: the same trace-sqrt as scipy's sqrtm (tested equal), exact where n < 400 leaves the
