@@ -146,6 +146,7 @@ def main(argv=None) -> None:
 
     from elt import families
     from elt.core.ckpt import restore_on_one_device
+    from elt.core.mesh import place_for_sampling
     from elt.config import config_hash
     from elt.integrity import verify_manifest, write_manifest
     from elt.tokenizers import load_tokenizer
@@ -187,12 +188,15 @@ def main(argv=None) -> None:
         num_classes = model.cfg.num_classes
         labels_all = np.arange(sc_cfg.num_samples, dtype=np.int32) % num_classes  # class-balanced
         bs = min(sc_cfg.batch_size, sc_cfg.num_samples)
+        # Batches split over this process's devices (the same samples as on one device): the
+        # parameters are replicated there once.
+        model_params, _ = place_for_sampling(model_params, labels_all[:bs])
 
     def sampler_for(scale: float):
         """The sampler at one guidance scale, compiled (and the decoder too) before any timing."""
         if scale not in samplers:
             sampler = family.make_sampler(model, params.family(args.run).sample, scale)
-            warm = sampler(model_params, jnp.asarray(labels_all[:bs]), jnp.int32(1), jax.random.PRNGKey(0))
+            warm = sampler(*place_for_sampling(model_params, labels_all[:bs]), jnp.int32(1), jax.random.PRNGKey(0))
             family.decode(tokenizer, np.asarray(jax.block_until_ready(warm)))
             samplers[scale] = sampler
         return samplers[scale]
@@ -206,7 +210,8 @@ def main(argv=None) -> None:
             lab = labels_all[i : i + bs]
             pad = bs - len(lab)  # keep one shape: pad the last batch, drop the padding after
             lab_in = np.concatenate([lab, lab[:pad] if pad <= len(lab) else np.resize(lab, pad)]) if pad else lab
-            key, lab_in = jax.random.fold_in(rng, i), jnp.asarray(lab_in)  # eager ops: not timed
+            key = jax.random.fold_in(rng, i)  # eager ops: not timed
+            _, lab_in = place_for_sampling(model_params, np.asarray(lab_in))
             t = time.perf_counter()
             sampled = sampler(model_params, lab_in, jnp.int32(L), key)
             sampled = np.asarray(jax.block_until_ready(sampled))[: len(lab)]

@@ -107,3 +107,15 @@ def state_sharding(mesh: Mesh, abstract_state, cfg=None):
     return jax.tree_util.tree_map_with_path(
         lambda p, x: NamedSharding(mesh, leaf_spec(path_name(p), tuple(x.shape), fsdp, rules, min_size)),
         abstract_state)
+
+
+def place_for_sampling(params, labels, devices=None):
+    """(params replicated, labels split on axis 0) over ``devices`` (default: this process's), so a
+    jitted sampler runs its batch on all of them; one device, or a batch they do not divide:
+    returned as they are (the default device)."""
+    devices = jax.local_devices() if devices is None else list(devices)
+    if len(devices) == 1 or labels.shape[0] % len(devices):
+        return params, labels
+    mesh = Mesh(np.asarray(devices), (DATA_AXIS,))
+    return (jax.device_put(params, NamedSharding(mesh, P())),
+            jax.device_put(labels, NamedSharding(mesh, P(DATA_AXIS))))
