@@ -157,6 +157,35 @@ def test_beam_equals_in_process_and_is_byte_identical(setup_dirs):
     ]
 
 
+@pytest.mark.timeout(600)
+def test_dask_runner_writes_the_direct_runners_bytes(setup_dirs, tmp_path):
+    """Beam's DaskRunner on a local dask.distributed cluster (worker processes that import elt and
+    load the data and tokenizer themselves) writes byte-identical shards and manifest."""
+    root, _ = setup_dirs
+    kw = dict(batch_size=100, read_size=250, num_shards=3)
+    args = ("digits", "train", str(root / "tfds"), SIZE, str(root / "tok"))
+    direct = beam_tokenize.run(*args, str(tmp_path / "direct"), runner="DirectRunner", **kw)
+    dask = beam_tokenize.run(*args, str(tmp_path / "dask"), runner="DaskRunner", **kw)
+    assert dask == direct
+    names = sorted(p.name for p in (tmp_path / "direct").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "dask").iterdir()) and len(names) == 4
+    for name in names:
+        assert (tmp_path / "dask" / name).read_bytes() == (tmp_path / "direct" / name).read_bytes(), name
+
+
+def test_runner_alias_and_missing_runner_package_are_named():
+    assert beam_tokenize.resolve_runner("DirectRunner") == "DirectRunner"  # Beam's own names pass through
+    assert beam_tokenize.resolve_runner("DaskRunner").endswith("dask_runner.DaskRunner")
+    old = dict(beam_tokenize.RUNNER_ALIASES)
+    beam_tokenize.RUNNER_ALIASES["FakeRunner"] = ("no_such_pkg.runner.FakeRunner", "no-such-extra")
+    try:
+        with pytest.raises(ValueError, match=r"tokenize.runner FakeRunner needs `pip install no-such-extra`"):
+            beam_tokenize.resolve_runner("FakeRunner")
+    finally:
+        beam_tokenize.RUNNER_ALIASES.clear()
+        beam_tokenize.RUNNER_ALIASES.update(old)
+
+
 def test_image_folder_and_mocked_tfds_through_beam(setup_dirs, tmp_path):
     root, tok = setup_dirs
     rng = np.random.default_rng(1)

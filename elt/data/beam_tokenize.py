@@ -152,9 +152,29 @@ def work_items(total: int, num_shards: int, read_size: int) -> list[tuple[int, i
     return items
 
 
+# Runners Beam does not register by short name: the short name users write -> (class, pip extra).
+RUNNER_ALIASES = {"DaskRunner": ("apache_beam.runners.dask.dask_runner.DaskRunner", "apache-beam[dask]")}
+
+
+def resolve_runner(runner: str) -> str:
+    """The name Beam's --runner takes; a runner whose package is missing fails here, in the driver."""
+    if runner not in RUNNER_ALIASES:
+        return runner
+    qualified, extra = RUNNER_ALIASES[runner]
+    import importlib  # pylint: disable=import-outside-toplevel
+
+    try:
+        importlib.import_module(qualified.rsplit(".", 1)[0])
+    except ImportError as e:
+        raise ValueError(f"tokenize.runner {runner} needs `pip install {extra}` ({e})") from None
+    return qualified
+
+
 def pipeline_options(
     runner: str, direct_num_workers: int, direct_running_mode: str, flags: Sequence[str]
 ):
+    """Beam options. DaskRunner: a local cluster of worker processes, or the scheduler given by
+    `--dask_client_address=tcp://HOST:8786` in tokenize.pipeline_options."""
     from apache_beam.options.pipeline_options import PipelineOptions  # pylint: disable=import-outside-toplevel
 
     if direct_running_mode not in ("in_memory", "multi_threading", "multi_processing"):
@@ -169,7 +189,7 @@ def pipeline_options(
     # Flags given by the user come last so they win over the local defaults.
     return PipelineOptions(
         flags=[
-            f"--runner={runner}",
+            f"--runner={resolve_runner(runner)}",
             f"--direct_num_workers={direct_num_workers}",
             f"--direct_running_mode={direct_running_mode}",
             *flags,
