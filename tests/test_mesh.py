@@ -59,3 +59,23 @@ def test_distributed_settings_from_the_environment():
         distributed_settings({"JAX_COORDINATOR_ADDRESS": "h:1"})
     with pytest.raises(DistributedSetupError, match=r"JAX_PROCESS_ID=4 is not in \[0, JAX_NUM_PROCESSES=4\)"):
         distributed_settings({**env, "JAX_PROCESS_ID": "4"})
+
+
+def test_a_coordinator_that_never_answers_fails_in_bounded_time_with_one_line():
+    import subprocess
+    import sys
+    import time
+
+    from test_multihost import _free_port
+
+    port = _free_port()  # nothing listens there
+    code = ("from elt.core.hosts import initialize_distributed; initialize_distributed({"
+            f"'JAX_COORDINATOR_ADDRESS': '127.0.0.1:{port}', 'JAX_NUM_PROCESSES': '2', 'JAX_PROCESS_ID': '1', "
+            "'ELT_DISTRIBUTED_TIMEOUT': '3'})")
+    t0 = time.monotonic()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    elapsed = time.monotonic() - t0
+    # JAX's own client would abort the process (a C++ fatal error, exit 134) after its deadline.
+    assert out.returncode == 1 and elapsed < 60, (out.returncode, out.stderr[-2000:])
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("elt.core.hosts.DistributedSetupError: the coordinator 127.0.0.1:") and "within 3 s" in last

@@ -56,11 +56,35 @@ def distributed_settings(env=None) -> dict | None:
     return None
 
 
+def wait_for_coordinator(address: str, timeout_s: float) -> None:
+    """Return once something accepts TCP connections at ``address`` (host:port); raise after
+    ``timeout_s``. JAX's own client aborts the whole process (a C++ fatal error) when the
+    coordinator never answers, so processes other than 0 check first and fail with one line."""
+    import socket  # pylint: disable=import-outside-toplevel
+    import time  # pylint: disable=import-outside-toplevel
+
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise DistributedSetupError(f"JAX_COORDINATOR_ADDRESS={address!r} is not host:port")
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=2):
+                return
+        except OSError as e:
+            if time.monotonic() >= deadline:
+                raise DistributedSetupError(f"the coordinator {address} did not answer within {timeout_s:g} s "
+                                            f"({e.strerror or e}); is process 0 of the job running?") from None
+            time.sleep(0.5)
+
+
 def initialize_distributed(env=None) -> bool:
     """Join the job's processes when the environment says there are several. -> True if it did."""
     settings = distributed_settings(env)
     if settings is None:
         return False
+    if settings.get("process_id", 0) != 0:  # process 0 runs the coordinator service itself
+        wait_for_coordinator(settings["coordinator_address"], settings["initialization_timeout"])
     # Collectives of the CPU backend across processes (it only affects the CPU client; set before
     # the backends exist, as jax.distributed.initialize itself must be).
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
