@@ -146,7 +146,7 @@ def main(argv=None) -> None:
 
     from elt import families
     from elt.core.ckpt import restore_on_one_device
-    from elt.core.mesh import place_for_sampling
+    from elt.core.mesh import split_over_local_devices
     from elt.config import config_hash
     from elt.integrity import verify_manifest, write_manifest
     from elt.tokenizers import load_tokenizer
@@ -190,13 +190,13 @@ def main(argv=None) -> None:
         bs = min(sc_cfg.batch_size, sc_cfg.num_samples)
         # Batches split over this process's devices (the same samples as on one device): the
         # parameters are replicated there once.
-        model_params, _ = place_for_sampling(model_params, labels_all[:bs])
+        model_params, _ = split_over_local_devices(model_params, labels_all[:bs])
 
     def sampler_for(scale: float):
         """The sampler at one guidance scale, compiled (and the decoder too) before any timing."""
         if scale not in samplers:
             sampler = family.make_sampler(model, params.family(args.run).sample, scale)
-            warm = sampler(*place_for_sampling(model_params, labels_all[:bs]), jnp.int32(1), jax.random.PRNGKey(0))
+            warm = sampler(*split_over_local_devices(model_params, labels_all[:bs]), jnp.int32(1), jax.random.PRNGKey(0))
             family.decode(tokenizer, np.asarray(jax.block_until_ready(warm)))
             samplers[scale] = sampler
         return samplers[scale]
@@ -211,7 +211,7 @@ def main(argv=None) -> None:
             pad = bs - len(lab)  # keep one shape: pad the last batch, drop the padding after
             lab_in = np.concatenate([lab, lab[:pad] if pad <= len(lab) else np.resize(lab, pad)]) if pad else lab
             key = jax.random.fold_in(rng, i)  # eager ops: not timed
-            _, lab_in = place_for_sampling(model_params, np.asarray(lab_in))
+            _, lab_in = split_over_local_devices(model_params, np.asarray(lab_in))
             t = time.perf_counter()
             sampled = sampler(model_params, lab_in, jnp.int32(L), key)
             sampled = np.asarray(jax.block_until_ready(sampled))[: len(lab)]

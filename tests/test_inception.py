@@ -153,3 +153,39 @@ def test_backend_choice(weights):
     assert resolve_backend("auto") == ("tf" if jax.default_backend() == "cpu" else "jax")
     with pytest.raises(ValueError, match="'torch'"):
         InceptionFeatures(weights, batch_size=2, backend="torch")
+
+
+_EIGHT_DEVICES = """
+import json, sys, numpy as np
+import jax
+import elt.core.mesh as mesh
+from elt.evaluation.inception import InceptionFeatures
+from elt.evaluation.weights import load_fid_weights
+split, seen = mesh.split_over_local_devices, []
+def recording(params, batch):
+    params, batch = split(params, batch)
+    seen.append(len(batch.sharding.device_set))
+    return params, batch
+mesh.split_over_local_devices = recording  # read when the network is built
+ex = InceptionFeatures(load_fid_weights(sys.argv[1]), batch_size=8, backend="jax")
+images = np.random.default_rng(0).integers(0, 256, (8, 16, 16, 3)).astype(np.uint8)
+feats = ex(images)
+print(json.dumps({"devices": jax.device_count(), "batch_devices": seen, "feats": feats.tolist()}))
+"""
+
+
+def test_jax_backend_splits_a_batch_over_eight_devices(weights_path, weights):
+    import json
+    import subprocess
+
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu",
+               PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, "-c", _EIGHT_DEVICES, str(weights_path)], env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    assert r["devices"] == 8 and r["batch_devices"] == [8]  # the batch really ran on all eight
+    images = np.random.default_rng(0).integers(0, 256, (8, 16, 16, 3)).astype(np.uint8)
+    one = InceptionFeatures(weights, batch_size=8, backend="jax")(images)
+    # The same per-image program on another device: equal up to float32 round-off.
+    np.testing.assert_allclose(np.asarray(r["feats"]), one, atol=1e-4, rtol=0)

@@ -186,7 +186,7 @@ def test_decoding_steps_match_numpy():
 _SHARDED_SAMPLING = """
 import json, jax, jax.numpy as jnp, numpy as np
 from elt import families
-from elt.core.mesh import place_for_sampling
+from elt.core.mesh import split_over_local_devices
 from elt.families.maskgit.config import SampleConfig
 model = families.module("maskgit", "model").model_from_config(
     dict(codebook_size=16, num_classes=4, grid=(4, 4), d_model=32, num_heads=4, mlp_dim=64, N=2))
@@ -194,7 +194,7 @@ params = model.init(jax.random.key(3))
 sampler = families.module("maskgit", "sampler").make_sampler(model, SampleConfig(steps=4), 2.0)
 labels = np.arange(16, dtype=np.int32) % 4
 one = np.asarray(sampler(params, jnp.asarray(labels), jnp.int32(2), jax.random.PRNGKey(5)))
-p8, l8 = place_for_sampling(params, labels)
+p8, l8 = split_over_local_devices(params, labels)
 eight = sampler(p8, l8, jnp.int32(2), jax.random.PRNGKey(5))
 print(json.dumps({"devices": len(eight.sharding.device_set), "one": one.tolist(), "eight": np.asarray(eight).tolist()}))
 """

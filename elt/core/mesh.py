@@ -109,13 +109,13 @@ def state_sharding(mesh: Mesh, abstract_state, cfg=None):
         abstract_state)
 
 
-def place_for_sampling(params, labels, devices=None):
-    """(params replicated, labels split on axis 0) over ``devices`` (default: this process's), so a
-    jitted sampler runs its batch on all of them; one device, or a batch they do not divide:
-    returned as they are (the default device)."""
+def split_over_local_devices(params, batch, devices=None):
+    """(params replicated, batch split on axis 0) over ``devices`` (default: this process's), so a
+    jitted function (a sampler, a feature network) runs the batch on all of them and gives what
+    it gives on one. One device, or a batch they do not divide: returned as they are."""
     devices = jax.local_devices() if devices is None else list(devices)
-    if len(devices) == 1 or labels.shape[0] % len(devices):
-        return params, labels
+    if len(devices) == 1 or batch.shape[0] % len(devices):
+        return params, batch
     mesh = Mesh(np.asarray(devices), (DATA_AXIS,))
     return (jax.device_put(params, NamedSharding(mesh, P())),
-            jax.device_put(labels, NamedSharding(mesh, P(DATA_AXIS))))
+            jax.device_put(batch, NamedSharding(mesh, P(DATA_AXIS))))

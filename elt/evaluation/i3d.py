@@ -30,6 +30,7 @@ import numpy as np
 from jax import lax
 from tqdm import tqdm
 
+from elt.core.mesh import split_over_local_devices
 from elt.evaluation.i3d_weights import I3DWeightsError, load_i3d_weights
 from elt.evaluation.resize import resize_bilinear_tf1
 
@@ -257,7 +258,8 @@ class I3DFeatures:
 
     def features_from_preprocessed(self, x: np.ndarray) -> np.ndarray:
         """[B, T, 224, 224, 3] floats already in [-1, 1] (no resize) -> [B, 400] float32."""
-        return np.asarray(self._net(self.params, jnp.asarray(x, jnp.float32)))
+        self.params, x = split_over_local_devices(self.params, np.asarray(x, np.float32))
+        return np.asarray(self._net(self.params, x))
 
     def __call__(self, clips_uint8: np.ndarray, progress: bool = False, desc: str = "i3d") -> np.ndarray:
         """[N, T, H, W, 3] uint8 -> [N, 400] float64 (resize to 224 and 2x/255 - 1 inside)."""
@@ -272,6 +274,8 @@ class I3DFeatures:
                 chunk = clips[s : s + bs]
                 if len(chunk) < bs:
                     chunk = np.concatenate([chunk, np.zeros((bs - len(chunk), *chunk.shape[1:]), np.uint8)])
+                # split over this process's devices (several GPUs/TPU cores), weights replicated once
+                self.params, chunk = split_over_local_devices(self.params, chunk)
                 out[s : s + bs] = np.asarray(self._from_uint8(self.params, chunk))[: min(bs, n - s)]
                 bar.update(min(bs, n - s))
         return out

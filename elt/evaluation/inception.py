@@ -291,11 +291,20 @@ def _jax_programs(arrays, geometry):
 
     from elt.evaluation.resize import preprocess_uint8
 
+    from elt.core.mesh import split_over_local_devices
+
     arrays = jax.tree_util.tree_map(jnp.asarray, arrays)
     net = jax.jit(lambda a, x: forward(_JaxOps(a, geometry), x))
     from_uint8 = jax.jit(lambda a, img: forward(_JaxOps(a, geometry), preprocess_uint8(img)))
-    return (lambda x: np.asarray(net(arrays, jnp.asarray(x, jnp.float32))),
-            lambda img: np.asarray(from_uint8(arrays, img)))
+    placed = {"arrays": arrays}
+
+    def run(fn, batch):
+        # The batch split over this process's devices (several GPUs/TPU cores); the weights are
+        # replicated there on the first call and stay (a no-op placement afterwards).
+        placed["arrays"], batch = split_over_local_devices(placed["arrays"], batch)
+        return np.asarray(fn(placed["arrays"], batch))
+
+    return (lambda x: run(net, np.asarray(x, np.float32)), lambda img: run(from_uint8, np.asarray(img)))
 
 
 def _tf_programs(arrays, geometry):
