@@ -103,11 +103,11 @@ class MatmulPeak:
     """float32 jnp.dot of two n x n matrices (2048 on CPU, 8192 on an accelerator; XLA's default
     precision, the same the model's matmuls use): GFLOP/s by wall clock and per CPU-second."""
 
-    def __init__(self, n=None):
+    def __init__(self, n=None, dtype="float32"):
         # 2048^3 saturates a CPU; an accelerator needs bigger products to reach its peak.
         n = n or (2048 if jax.default_backend() == "cpu" else 8192)
         self.n, self.flops = n, 2 * n**3
-        self.a = jnp.ones((n, n), jnp.float32)
+        self.a = jnp.ones((n, n), dtype)  # the model's compute dtype: a bf16 model against the bf16 peak
         self.f = jax.jit(lambda a, b: a @ b)
         self.f(self.a, self.a).block_until_ready()
         self.wall, self.cpu = [], []
@@ -194,7 +194,7 @@ def main():
     t_start = time.time()
     MODEL = MODELS[FAMILY]
     print(f"family {FAMILY}  devices: {jax.devices()}  model: {MODEL}  N={N} L_max={L_MAX} batch={BATCH}")
-    peak = MatmulPeak()
+    peak = MatmulPeak(dtype=MODEL.get("dtype", "float32"))
     runners = {
         "ilsd": StepRunner(dict(MODEL, N=N), L_MAX, ilsd=True),
         "vanilla": StepRunner(dict(MODEL, N=N), L_MAX, ilsd=False),
@@ -290,9 +290,17 @@ if __name__ == "__main__":
     ap.add_argument("--batch", type=int, default=BATCH,
                     help=f"training batch of the step timings (default {BATCH}, CPU-sized; an accelerator "
                          "needs a few hundred to be busy)")
+    ap.add_argument("--width", nargs=3, type=int, metavar=("D_MODEL", "MLP_DIM", "HEADS"),
+                    help="another model width than scale S (384 1536 6), e.g. scale L: 1024 4096 16")
+    ap.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
+                    help="compute dtype of the model (params stay float32) and of the matmul peak")
     ap.add_argument("--rss", nargs=2, type=int, metavar=("L_MAX", "REMAT"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     FAMILY, BATCH = args.family, args.batch
+    if args.width:
+        MODELS[FAMILY].update(d_model=args.width[0], mlp_dim=args.width[1], num_heads=args.width[2])
+    if args.dtype != "float32":
+        MODELS[FAMILY]["dtype"] = args.dtype
     if args.rss:
         rss_probe(args.rss[0], bool(args.rss[1]))
     else:
