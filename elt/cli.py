@@ -219,7 +219,25 @@ def add_fetch_fvd_weights(sub) -> None:
     p.set_defaults(func=cmd_fetch_fvd_weights)
 
 
-SUBCOMMANDS = [add_fid, add_fid_stats, add_fetch_fid_weights, add_fvd, add_fvd_stats, add_fetch_fvd_weights]
+def cmd_budget(args) -> int:
+    from elt.aggregate.budget import report
+
+    print(report(args.results, args.gflops, args.samples_per_second, args.max_params, args.metric))
+    return 0
+
+
+def add_budget(sub) -> None:
+    p = sub.add_parser("budget", help="the best (run, L, CFG scale) of the aggregate within a compute budget")
+    p.add_argument("--gflops", type=float, default=None, help="at most this many GFLOPs per sample")
+    p.add_argument("--samples-per-second", type=float, default=None, help="at least this sampling throughput")
+    p.add_argument("--max-params", type=float, default=None, help="at most this many (unique-layer) parameters")
+    p.add_argument("--metric", default=None, help="one metric (fid, fvd); default: every one the aggregate has")
+    p.add_argument("--results", default="results", help="the aggregate's output folder")
+    p.set_defaults(func=cmd_budget)
+
+
+SUBCOMMANDS = [add_fid, add_fid_stats, add_fetch_fid_weights, add_fvd, add_fvd_stats, add_fetch_fvd_weights,
+               add_budget]
 
 
 def build_parser() -> argparse.ArgumentParser:
